@@ -1,0 +1,421 @@
+//! Credentials: visitor session tokens, signed agent tokens, and keyed hashes
+//! (pseudonyms) for values that must be matched without being stored readably.
+//!
+//! Visitor token: `vt1.<sessionId>.<43 chars base64url of 256 random bits>`. The
+//! session id inside lets `$connect` read the one session it names (no index on
+//! token hashes); only SHA-256 of the whole token is stored, compared in constant
+//! time. A stolen table therefore yields no usable token.
+//!
+//! Agent token: `at1.<base64url(JSON claims)>.<base64url(HMAC-SHA256)>`, scoped to
+//! one site, with a role and an expiry. Verification accepts the current secret
+//! and, during a rotation, the previous one.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::clock::Timestamp;
+use crate::domain::{AgentId, AgentRole, SessionId, SiteId};
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// `N` bytes from the operating system's CSPRNG.
+///
+/// # Panics
+/// If the OS cannot supply randomness. Nothing secure can be issued then, and
+/// aborting the invocation is safer than a guessable token.
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut buf = [0u8; N];
+    #[allow(clippy::expect_used)]
+    getrandom::fill(&mut buf).expect("the OS CSPRNG is unavailable");
+    buf
+}
+
+/// Why a credential was refused. Clients see only the error code, never which
+/// check failed beyond "expired" (so a widget knows to start a new session).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// Not a token of the expected shape.
+    #[error("malformed token")]
+    Malformed,
+    /// Signature or hash does not match.
+    #[error("invalid token")]
+    Invalid,
+    /// Valid but past its expiry.
+    #[error("token expired")]
+    Expired,
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    let d = Sha256::digest(data);
+    let mut s = String::with_capacity(64);
+    for b in d {
+        s.push_str(&format!("{b:02x}"));
+    }
+    s
+}
+
+/// A freshly issued visitor token. `token` goes to the visitor once; only `hash` is stored.
+pub struct IssuedVisitorToken {
+    /// The secret token for the widget.
+    pub token: String,
+    /// SHA-256 of the token, hex: what the session stores.
+    pub hash: String,
+}
+
+impl std::fmt::Debug for IssuedVisitorToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("IssuedVisitorToken(<redacted>)")
+    }
+}
+
+/// Issues a new visitor token for `session` (256 bits from the OS CSPRNG).
+pub fn issue_visitor_token(session: &SessionId) -> IssuedVisitorToken {
+    let secret: [u8; 32] = random_bytes();
+    let token = format!("vt1.{}.{}", session.as_str(), B64.encode(secret));
+    let hash = sha256_hex(token.as_bytes());
+    IssuedVisitorToken { token, hash }
+}
+
+/// A visitor token as presented by a client, parsed but not yet verified.
+pub struct PresentedVisitorToken {
+    session_id: SessionId,
+    raw: String,
+}
+
+impl std::fmt::Debug for PresentedVisitorToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PresentedVisitorToken(<redacted>)")
+    }
+}
+
+impl PresentedVisitorToken {
+    /// Parses a presented token's shape.
+    pub fn parse(s: &str) -> Result<Self, AuthError> {
+        let mut parts = s.split('.');
+        let (Some("vt1"), Some(sid), Some(secret), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(AuthError::Malformed);
+        };
+        let session_id = SessionId::parse(sid).map_err(|_| AuthError::Malformed)?;
+        if secret.len() != 43 || B64.decode(secret).is_err() {
+            return Err(AuthError::Malformed);
+        }
+        Ok(Self {
+            session_id,
+            raw: s.to_owned(),
+        })
+    }
+
+    /// The session the token claims to open; verify before trusting it.
+    pub fn session_id(&self) -> &SessionId {
+        &self.session_id
+    }
+
+    /// Whether this token hashes to `stored_hash`, compared in constant time.
+    pub fn matches(&self, stored_hash: &str) -> bool {
+        let computed = sha256_hex(self.raw.as_bytes());
+        bool::from(computed.as_bytes().ct_eq(stored_hash.as_bytes()))
+    }
+
+    /// Verifies against a session's stored hash and token expiry.
+    pub fn verify(
+        &self,
+        stored_hash: &str,
+        token_expires_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<(), AuthError> {
+        if !self.matches(stored_hash) {
+            return Err(AuthError::Invalid);
+        }
+        if token_expires_at <= now {
+            return Err(AuthError::Expired);
+        }
+        Ok(())
+    }
+}
+
+/// What an agent token grants.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentClaims {
+    /// Format version (1).
+    pub v: u8,
+    /// The one site the token is valid for.
+    pub site: SiteId,
+    /// The agent.
+    pub sub: AgentId,
+    /// The agent's role.
+    pub role: AgentRole,
+    /// Issued at, epoch seconds.
+    pub iat: i64,
+    /// Expires at, epoch seconds.
+    pub exp: i64,
+}
+
+/// Mints and verifies agent tokens.
+#[derive(Clone)]
+pub struct AgentTokenKeys {
+    current: Vec<u8>,
+    previous: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for AgentTokenKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AgentTokenKeys(<redacted>)")
+    }
+}
+
+/// Shortest agent token secret accepted (256 bits, the HMAC-SHA256 block strength).
+pub const MIN_SECRET_BYTES: usize = 32;
+
+impl AgentTokenKeys {
+    /// Keys from the current secret and, while rotating, the previous one.
+    pub fn new(current: &[u8], previous: Option<&[u8]>) -> Self {
+        Self {
+            current: current.to_vec(),
+            previous: previous.map(<[u8]>::to_vec),
+        }
+    }
+
+    fn mac(key: &[u8], msg: &[u8]) -> HmacSha256 {
+        // HMAC takes keys of any length; `new_from_slice` cannot fail for it.
+        let mut m = <HmacSha256 as Mac>::new_from_slice(key)
+            .unwrap_or_else(|_| unreachable!("HMAC accepts any key length"));
+        m.update(msg);
+        m
+    }
+
+    /// Mints a token for `agent` of `site` valid from `now` for `ttl`.
+    pub fn mint(
+        &self,
+        site: &SiteId,
+        agent: &AgentId,
+        role: AgentRole,
+        now: Timestamp,
+        ttl: std::time::Duration,
+    ) -> String {
+        let claims = AgentClaims {
+            v: 1,
+            site: site.clone(),
+            sub: agent.clone(),
+            role,
+            iat: now.epoch_seconds(),
+            exp: now.plus(ttl).epoch_seconds(),
+        };
+        // Serialising a struct of strings and integers cannot fail.
+        let json = serde_json::to_vec(&claims).unwrap_or_default();
+        let signed = format!("at1.{}", B64.encode(json));
+        let tag = Self::mac(&self.current, signed.as_bytes())
+            .finalize()
+            .into_bytes();
+        format!("{signed}.{}", B64.encode(tag))
+    }
+
+    /// Verifies a presented agent token and returns its claims.
+    pub fn verify(&self, token: &str, now: Timestamp) -> Result<AgentClaims, AuthError> {
+        let (signed, tag_b64) = token.rsplit_once('.').ok_or(AuthError::Malformed)?;
+        let payload_b64 = signed.strip_prefix("at1.").ok_or(AuthError::Malformed)?;
+        let tag = B64.decode(tag_b64).map_err(|_| AuthError::Malformed)?;
+        let ok = std::iter::once(&self.current)
+            .chain(self.previous.as_ref())
+            .any(|key| Self::mac(key, signed.as_bytes()).verify_slice(&tag).is_ok());
+        if !ok {
+            return Err(AuthError::Invalid);
+        }
+        let json = B64.decode(payload_b64).map_err(|_| AuthError::Malformed)?;
+        let claims: AgentClaims =
+            serde_json::from_slice(&json).map_err(|_| AuthError::Malformed)?;
+        if claims.v != 1 {
+            return Err(AuthError::Malformed);
+        }
+        if claims.exp <= now.epoch_seconds() {
+            return Err(AuthError::Expired);
+        }
+        Ok(claims)
+    }
+}
+
+/// Keyed hashes (HMAC-SHA256) that let eurochat match a value without storing it
+/// readably: the audit trail's subject, email lookups, per-IP rate counters.
+/// Each use has its own label so a hash from one purpose is useless for another.
+#[derive(Clone)]
+pub struct Pseudonymizer {
+    key: Vec<u8>,
+}
+
+impl std::fmt::Debug for Pseudonymizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Pseudonymizer(<redacted>)")
+    }
+}
+
+impl Pseudonymizer {
+    /// A pseudonymizer with the given secret key.
+    pub fn new(key: &[u8]) -> Self {
+        Self { key: key.to_vec() }
+    }
+
+    fn hash(&self, label: &str, parts: &[&str]) -> String {
+        let mut m = AgentTokenKeys::mac(&self.key, label.as_bytes());
+        for p in parts {
+            // Length-prefixing keeps ("ab","c") and ("a","bc") apart.
+            m.update(&(p.len() as u64).to_be_bytes());
+            m.update(p.as_bytes());
+        }
+        let out = m.finalize().into_bytes();
+        out.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// The audit trail's name for a data subject (a visitor, by site).
+    pub fn subject(&self, site: &SiteId, visitor_id: &str) -> String {
+        self.hash("eurochat/subject/v1", &[site.as_str(), visitor_id])
+    }
+
+    /// The lookup key for a pre-chat email within a site.
+    pub fn email_lookup(&self, site: &SiteId, email: &crate::domain::Email) -> String {
+        self.hash("eurochat/email/v1", &[site.as_str(), &email.lookup_form()])
+    }
+
+    /// The rate-limit key for a client IP.
+    pub fn ip_key(&self, ip: std::net::IpAddr) -> String {
+        self.hash("eurochat/ip/v1", &[&ip.to_string()])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn visitor_token_round_trip_stores_only_a_hash() {
+        let sid = SessionId::generate();
+        let issued = issue_visitor_token(&sid);
+        assert!(
+            !issued
+                .hash
+                .contains(issued.token.rsplit('.').next().unwrap())
+        );
+        assert_eq!(issued.hash.len(), 64);
+        let presented = PresentedVisitorToken::parse(&issued.token).unwrap();
+        assert_eq!(presented.session_id(), &sid);
+        let now = Timestamp::from_secs(10);
+        assert_eq!(
+            presented.verify(&issued.hash, Timestamp::from_secs(11), now),
+            Ok(())
+        );
+        assert_eq!(
+            presented.verify(&issued.hash, now, now),
+            Err(AuthError::Expired)
+        );
+        let other = issue_visitor_token(&sid);
+        assert_eq!(
+            presented.verify(&other.hash, Timestamp::from_secs(11), now),
+            Err(AuthError::Invalid)
+        );
+    }
+
+    #[test]
+    fn visitor_tokens_carry_256_random_bits() {
+        let sid = SessionId::generate();
+        let a = issue_visitor_token(&sid).token;
+        let b = issue_visitor_token(&sid).token;
+        assert_ne!(a, b);
+        let secret = a.rsplit('.').next().unwrap();
+        assert_eq!(B64.decode(secret).unwrap().len(), 32);
+    }
+
+    #[test]
+    fn malformed_visitor_tokens_are_refused() {
+        let sid = SessionId::generate();
+        for bad in [
+            "".to_owned(),
+            "vt1".to_owned(),
+            format!("vt2.{sid}.{}", "A".repeat(43)),
+            format!("vt1.{sid}.short"),
+            format!("vt1.not-a-session.{}", "A".repeat(43)),
+            format!("vt1.{sid}.{}.extra", "A".repeat(43)),
+        ] {
+            assert!(PresentedVisitorToken::parse(&bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn agent_tokens_verify_scope_expiry_and_rotation() {
+        let site = SiteId::parse("acme").unwrap();
+        let agent = AgentId::parse("alice").unwrap();
+        let now = Timestamp::from_secs(1_000);
+        let old = AgentTokenKeys::new(&[1; 32], None);
+        let token = old.mint(
+            &site,
+            &agent,
+            AgentRole::Admin,
+            now,
+            Duration::from_secs(60),
+        );
+        let claims = old.verify(&token, now).unwrap();
+        assert_eq!(
+            (claims.site, claims.sub, claims.role),
+            (site.clone(), agent.clone(), AgentRole::Admin)
+        );
+        assert_eq!(
+            old.verify(&token, now.plus(Duration::from_secs(60))),
+            Err(AuthError::Expired)
+        );
+
+        let rotated = AgentTokenKeys::new(&[2; 32], Some(&[1; 32]));
+        assert!(
+            rotated.verify(&token, now).is_ok(),
+            "previous secret still accepted while rotating"
+        );
+        let done = AgentTokenKeys::new(&[2; 32], None);
+        assert_eq!(done.verify(&token, now), Err(AuthError::Invalid));
+    }
+
+    #[test]
+    fn tampered_agent_tokens_are_refused() {
+        let keys = AgentTokenKeys::new(&[7; 32], None);
+        let site = SiteId::parse("acme").unwrap();
+        let now = Timestamp::from_secs(1_000);
+        let token = keys.mint(
+            &site,
+            &AgentId::parse("bob").unwrap(),
+            AgentRole::Agent,
+            now,
+            Duration::from_secs(60),
+        );
+        // Forge an admin role with the same signature.
+        let (signed, tag) = token.rsplit_once('.').unwrap();
+        let payload = B64.decode(signed.strip_prefix("at1.").unwrap()).unwrap();
+        let forged_payload = String::from_utf8(payload)
+            .unwrap()
+            .replace("\"agent\"", "\"admin\"");
+        let forged = format!("at1.{}.{tag}", B64.encode(forged_payload));
+        assert_eq!(keys.verify(&forged, now), Err(AuthError::Invalid));
+        for bad in ["", "at1.", "at1.x.y", "vt1.a.b", "at1..."] {
+            assert!(keys.verify(bad, now).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn pseudonyms_are_keyed_and_purpose_bound() {
+        let p = Pseudonymizer::new(&[9; 32]);
+        let q = Pseudonymizer::new(&[8; 32]);
+        let site = SiteId::parse("acme").unwrap();
+        let email = crate::domain::Email::parse("A@B.example").unwrap();
+        assert_eq!(
+            p.email_lookup(&site, &email),
+            p.email_lookup(&site, &crate::domain::Email::parse("a@b.example").unwrap())
+        );
+        assert_ne!(p.email_lookup(&site, &email), q.email_lookup(&site, &email));
+        assert_ne!(
+            p.subject(&site, "x"),
+            p.ip_key("127.0.0.1".parse().unwrap())
+        );
+    }
+}

@@ -1,0 +1,387 @@
+//! Configuration from the environment, validated once at cold start.
+//!
+//! A function with a bad configuration must refuse to start with a message
+//! naming the variable, rather than fail on the first request. The EU residency
+//! guard lives here too: data must never be processed outside the EU.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use crate::auth::{AgentTokenKeys, MIN_SECRET_BYTES, Pseudonymizer};
+use crate::domain::DEFAULT_MAX_MESSAGE_BYTES;
+use crate::policy::RateLimit;
+
+/// The AWS regions eurochat may run in. The SAM template's `Rules` section uses
+/// the same list (a test checks they agree).
+pub const EU_REGIONS: [&str; 6] = [
+    "eu-central-1",
+    "eu-west-1",
+    "eu-west-3",
+    "eu-north-1",
+    "eu-south-1",
+    "eu-south-2",
+];
+
+/// API Gateway's WebSocket frame limit is 32 KB; a message's text plus its JSON
+/// envelope must fit, so text is capped well below it.
+pub const MAX_CONFIGURABLE_MESSAGE_BYTES: usize = 24 * 1024;
+
+/// Environment variable names, in one place for the functions, the SAM template
+/// check and the docs.
+pub mod vars {
+    /// AWS region (set by Lambda).
+    pub const REGION: &str = "AWS_REGION";
+    /// DynamoDB table name.
+    pub const TABLE_NAME: &str = "EUROCHAT_TABLE_NAME";
+    /// `true` to allow a loopback endpoint and a non-EU region for local runs and tests.
+    pub const LOCAL_MODE: &str = "EUROCHAT_LOCAL_MODE";
+    /// DynamoDB endpoint override (local mode only, loopback only).
+    pub const DYNAMODB_ENDPOINT: &str = "EUROCHAT_DYNAMODB_ENDPOINT";
+    /// API Gateway management endpoint override (local mode only, loopback only).
+    pub const APIGW_ENDPOINT: &str = "EUROCHAT_APIGW_ENDPOINT";
+    /// Secret for signing agent tokens (at least 32 bytes).
+    pub const AGENT_TOKEN_SECRET: &str = "EUROCHAT_AGENT_TOKEN_SECRET";
+    /// Previous agent token secret, accepted for verification during a rotation.
+    pub const AGENT_TOKEN_SECRET_PREVIOUS: &str = "EUROCHAT_AGENT_TOKEN_SECRET_PREVIOUS";
+    /// Key for pseudonyms (audit subject hashes, email lookups, IP rate keys), at least 32 bytes.
+    pub const PSEUDONYM_KEY: &str = "EUROCHAT_PSEUDONYM_KEY";
+    /// Maximum message text in bytes (default 4096).
+    pub const MAX_MESSAGE_BYTES: &str = "EUROCHAT_MAX_MESSAGE_BYTES";
+    /// Messages a session may send per minute (default 30).
+    pub const MESSAGES_PER_MINUTE: &str = "EUROCHAT_MESSAGES_PER_MINUTE";
+    /// WebSocket connections one IP may open per minute (default 20).
+    pub const CONNECTS_PER_MINUTE: &str = "EUROCHAT_CONNECTS_PER_MINUTE";
+
+    /// Every variable [`super::Config::from_lookup`] reads.
+    pub const ALL: [&str; 11] = [
+        REGION,
+        TABLE_NAME,
+        LOCAL_MODE,
+        DYNAMODB_ENDPOINT,
+        APIGW_ENDPOINT,
+        AGENT_TOKEN_SECRET,
+        AGENT_TOKEN_SECRET_PREVIOUS,
+        PSEUDONYM_KEY,
+        MAX_MESSAGE_BYTES,
+        MESSAGES_PER_MINUTE,
+        CONNECTS_PER_MINUTE,
+    ];
+}
+
+/// Why the configuration was refused. Messages name the variable, never its value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// A required variable is not set.
+    #[error("{0} is not set")]
+    Missing(&'static str),
+    /// A variable's value is not acceptable.
+    #[error("{var} is invalid: {why}")]
+    Invalid {
+        /// The variable.
+        var: &'static str,
+        /// What is wrong.
+        why: &'static str,
+    },
+    /// The region is outside the EU.
+    #[error(
+        "AWS_REGION {0} is outside the EU; eurochat runs only in eu-central-1, eu-west-1, eu-west-3, eu-north-1, eu-south-1 or eu-south-2 (set EUROCHAT_LOCAL_MODE=true with a loopback EUROCHAT_DYNAMODB_ENDPOINT for local runs)"
+    )]
+    RegionOutsideEu(String),
+}
+
+/// Endpoints used instead of AWS's in local mode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalEndpoints {
+    /// DynamoDB (moto, DynamoDB Local).
+    pub dynamodb: String,
+    /// API Gateway management API, if not derived from the request.
+    pub apigw: Option<String>,
+}
+
+/// The validated configuration every function shares.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// AWS region.
+    pub region: String,
+    /// The single DynamoDB table.
+    pub table_name: String,
+    /// Local endpoints; `None` in AWS.
+    pub local: Option<LocalEndpoints>,
+    /// Agent token keys.
+    pub agent_keys: AgentTokenKeys,
+    /// Keyed hashing for pseudonyms.
+    pub pseudonymizer: Pseudonymizer,
+    /// Maximum message text, bytes.
+    pub max_message_bytes: usize,
+    /// Per-session message rate.
+    pub message_rate: RateLimit,
+    /// Per-IP connection rate.
+    pub connect_rate: RateLimit,
+}
+
+/// Whether a region may hold eurochat data.
+pub fn is_eu_region(region: &str) -> bool {
+    EU_REGIONS.contains(&region)
+}
+
+fn loopback_endpoint(var: &'static str, value: &str) -> Result<String, ConfigError> {
+    let url = url::Url::parse(value).map_err(|_| ConfigError::Invalid {
+        var,
+        why: "not a URL",
+    })?;
+    let loopback = match url.host() {
+        Some(url::Host::Domain(d)) => d == "localhost",
+        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+        None => false,
+    };
+    if !loopback || !matches!(url.scheme(), "http" | "https") {
+        return Err(ConfigError::Invalid {
+            var,
+            why: "must be an http(s) URL on a loopback address",
+        });
+    }
+    Ok(value.trim_end_matches('/').to_owned())
+}
+
+impl Config {
+    /// Reads and validates the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// Reads and validates configuration from any lookup (tests, the local gateway).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |k: &str| get(k).filter(|v| !v.trim().is_empty());
+        let local_mode = match get(vars::LOCAL_MODE).as_deref() {
+            None | Some("false") | Some("0") => false,
+            Some("true") | Some("1") => true,
+            Some(_) => {
+                return Err(ConfigError::Invalid {
+                    var: vars::LOCAL_MODE,
+                    why: "must be true or false",
+                });
+            }
+        };
+        let local = if local_mode {
+            let dynamodb = get(vars::DYNAMODB_ENDPOINT)
+                .ok_or(ConfigError::Missing(vars::DYNAMODB_ENDPOINT))?;
+            Some(LocalEndpoints {
+                dynamodb: loopback_endpoint(vars::DYNAMODB_ENDPOINT, &dynamodb)?,
+                apigw: get(vars::APIGW_ENDPOINT)
+                    .map(|v| loopback_endpoint(vars::APIGW_ENDPOINT, &v))
+                    .transpose()?,
+            })
+        } else {
+            // Endpoint overrides outside local mode could send EU data anywhere.
+            for var in [vars::DYNAMODB_ENDPOINT, vars::APIGW_ENDPOINT] {
+                if get(var).is_some() {
+                    return Err(ConfigError::Invalid {
+                        var,
+                        why: "endpoint overrides need EUROCHAT_LOCAL_MODE=true",
+                    });
+                }
+            }
+            None
+        };
+        let region = match get(vars::REGION) {
+            Some(r) => r,
+            None if local_mode => EU_REGIONS[0].to_owned(),
+            None => return Err(ConfigError::Missing(vars::REGION)),
+        };
+        if !local_mode && !is_eu_region(&region) {
+            return Err(ConfigError::RegionOutsideEu(region));
+        }
+        let table_name = get(vars::TABLE_NAME).ok_or(ConfigError::Missing(vars::TABLE_NAME))?;
+        let secret = |var: &'static str| -> Result<Option<Vec<u8>>, ConfigError> {
+            match get(var) {
+                None => Ok(None),
+                Some(s) if s.len() < MIN_SECRET_BYTES => Err(ConfigError::Invalid {
+                    var,
+                    why: "must be at least 32 bytes",
+                }),
+                Some(s) => Ok(Some(s.into_bytes())),
+            }
+        };
+        let current = secret(vars::AGENT_TOKEN_SECRET)?
+            .ok_or(ConfigError::Missing(vars::AGENT_TOKEN_SECRET))?;
+        let previous = secret(vars::AGENT_TOKEN_SECRET_PREVIOUS)?;
+        let pseudonym_key =
+            secret(vars::PSEUDONYM_KEY)?.ok_or(ConfigError::Missing(vars::PSEUDONYM_KEY))?;
+        let number =
+            |var: &'static str, default: usize, range: std::ops::RangeInclusive<usize>| match get(
+                var,
+            ) {
+                None => Ok(default),
+                Some(v) => v
+                    .trim()
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| range.contains(n))
+                    .ok_or(ConfigError::Invalid {
+                        var,
+                        why: "must be a whole number within the documented range",
+                    }),
+            };
+        let max_message_bytes = number(
+            vars::MAX_MESSAGE_BYTES,
+            DEFAULT_MAX_MESSAGE_BYTES,
+            1..=MAX_CONFIGURABLE_MESSAGE_BYTES,
+        )?;
+        let per_minute = |n: usize| RateLimit {
+            limit: u32::try_from(n).unwrap_or(u32::MAX),
+            window: Duration::from_secs(60),
+        };
+        let message_rate = per_minute(number(vars::MESSAGES_PER_MINUTE, 30, 1..=10_000)?);
+        let connect_rate = per_minute(number(vars::CONNECTS_PER_MINUTE, 20, 1..=10_000)?);
+        Ok(Self {
+            region,
+            table_name,
+            local,
+            agent_keys: AgentTokenKeys::new(&current, previous.as_deref()),
+            pseudonymizer: Pseudonymizer::new(&pseudonym_key),
+            max_message_bytes,
+            message_rate,
+            connect_rate,
+        })
+    }
+
+    /// The AWS SDK configuration for this config: the function's region, and in
+    /// local mode the loopback endpoint with dummy credentials. Build it once at
+    /// cold start and share the clients made from it.
+    pub async fn aws_sdk_config(&self) -> aws_config::SdkConfig {
+        let loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new(self.region.clone()));
+        let loader = match &self.local {
+            Some(local) => loader
+                .endpoint_url(local.dynamodb.clone())
+                .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+                    "local",
+                    "local",
+                    None,
+                    None,
+                    "eurochat-local",
+                )),
+            None => loader,
+        };
+        loader.load().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn base() -> HashMap<&'static str, String> {
+        HashMap::from([
+            (vars::REGION, "eu-central-1".to_owned()),
+            (vars::TABLE_NAME, "eurochat".to_owned()),
+            (vars::AGENT_TOKEN_SECRET, "a".repeat(32)),
+            (vars::PSEUDONYM_KEY, "p".repeat(32)),
+        ])
+    }
+
+    fn load(env: &HashMap<&'static str, String>) -> Result<Config, ConfigError> {
+        Config::from_lookup(|k| env.get(k).cloned())
+    }
+
+    #[test]
+    fn valid_eu_config_with_defaults() {
+        let c = load(&base()).unwrap();
+        assert_eq!(c.max_message_bytes, 4096);
+        assert_eq!(c.message_rate.limit, 30);
+        assert!(c.local.is_none());
+    }
+
+    #[test]
+    fn every_eu_region_is_accepted_and_others_refused() {
+        for r in EU_REGIONS {
+            let mut env = base();
+            env.insert(vars::REGION, r.to_owned());
+            assert!(load(&env).is_ok(), "{r}");
+        }
+        for r in [
+            "us-east-1",
+            "eu-west-2",
+            "eu-central-2",
+            "me-central-1",
+            "EU-CENTRAL-1",
+        ] {
+            let mut env = base();
+            env.insert(vars::REGION, r.to_owned());
+            let err = load(&env).unwrap_err();
+            assert_eq!(err, ConfigError::RegionOutsideEu(r.to_owned()));
+            assert!(err.to_string().contains("outside the EU"));
+        }
+    }
+
+    #[test]
+    fn local_mode_allows_any_region_only_with_loopback_endpoints() {
+        let mut env = base();
+        env.insert(vars::REGION, "us-east-1".to_owned());
+        env.insert(vars::LOCAL_MODE, "true".to_owned());
+        env.insert(vars::DYNAMODB_ENDPOINT, "http://127.0.0.1:5000/".to_owned());
+        let c = load(&env).unwrap();
+        assert_eq!(c.local.unwrap().dynamodb, "http://127.0.0.1:5000");
+
+        env.insert(vars::DYNAMODB_ENDPOINT, "http://10.0.0.5:5000".to_owned());
+        assert!(matches!(
+            load(&env),
+            Err(ConfigError::Invalid {
+                var: vars::DYNAMODB_ENDPOINT,
+                ..
+            })
+        ));
+        env.remove(vars::DYNAMODB_ENDPOINT);
+        assert_eq!(
+            load(&env).unwrap_err(),
+            ConfigError::Missing(vars::DYNAMODB_ENDPOINT)
+        );
+    }
+
+    #[test]
+    fn endpoint_overrides_need_local_mode() {
+        let mut env = base();
+        env.insert(vars::DYNAMODB_ENDPOINT, "http://127.0.0.1:5000".to_owned());
+        assert!(matches!(
+            load(&env),
+            Err(ConfigError::Invalid {
+                var: vars::DYNAMODB_ENDPOINT,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn missing_and_weak_secrets_are_named() {
+        let mut env = base();
+        env.remove(vars::AGENT_TOKEN_SECRET);
+        assert_eq!(
+            load(&env).unwrap_err(),
+            ConfigError::Missing(vars::AGENT_TOKEN_SECRET)
+        );
+        env.insert(vars::AGENT_TOKEN_SECRET, "short".to_owned());
+        let err = load(&env).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("EUROCHAT_AGENT_TOKEN_SECRET is invalid")
+        );
+        assert!(
+            !err.to_string().contains("short"),
+            "the value never appears in the message"
+        );
+    }
+
+    #[test]
+    fn numbers_are_range_checked() {
+        let mut env = base();
+        env.insert(vars::MAX_MESSAGE_BYTES, "40000".to_owned());
+        assert!(load(&env).is_err(), "beyond what fits in a 32 KB frame");
+        env.insert(vars::MAX_MESSAGE_BYTES, "abc".to_owned());
+        assert!(load(&env).is_err());
+        env.insert(vars::MAX_MESSAGE_BYTES, "2000".to_owned());
+        assert_eq!(load(&env).unwrap().max_message_bytes, 2000);
+    }
+}

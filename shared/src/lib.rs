@@ -1,0 +1,21 @@
+//! eurochat's chat core: everything the Lambda functions share.
+//!
+//! - [`domain`]: validated identifiers and the records of the chat.
+//! - [`policy`]: privacy and expiry rules (TTLs, IP truncation, rate windows).
+//! - [`storage`]: capability traits with a DynamoDB and an in-memory adapter.
+//! - [`gateway`]: sending frames to WebSocket clients.
+//! - [`auth`]: visitor tokens, agent tokens, keyed pseudonyms.
+//! - [`config`]: typed configuration and the EU residency guard.
+//! - [`error`]: the one mapping from errors to HTTP and WebSocket responses.
+//! - [`telemetry`]: JSON logging without personal data.
+//! - [`clock`]: injected time.
+
+pub mod auth;
+pub mod clock;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod gateway;
+pub mod policy;
+pub mod storage;
+pub mod telemetry;

@@ -1,0 +1,317 @@
+//! Privacy and expiry policy: how long each kind of data lives and how much of
+//! an IP address is kept. Pure functions of the inputs and "now", shared by both
+//! store adapters so the in-memory store and DynamoDB expire data identically.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::Timestamp;
+use crate::domain::Session;
+
+/// A session without messages is destroyed this long after its last access.
+pub const EMPTY_SESSION_IDLE: Duration = Duration::from_secs(30 * 60);
+
+/// A visitor token lives this long after it was issued or last renewed (six months).
+pub const VISITOR_TOKEN_LIFETIME: Duration = Duration::from_secs(183 * 24 * 3600);
+
+/// API Gateway closes WebSocket connections after 2 hours; `$disconnect` is
+/// best-effort, so a connection record expires 10 minutes after that at the latest.
+pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(2 * 3600 + 10 * 60);
+
+/// Default conversation retention after last activity.
+pub const DEFAULT_CONVERSATION_RETENTION_DAYS: u32 = 365;
+
+/// Default time an IP address is kept after it was recorded.
+pub const DEFAULT_IP_RETENTION_DAYS: u32 = 30;
+
+/// Audit records are kept this long for accountability (GDPR Art. 5(2)); they
+/// contain no personal data.
+pub const AUDIT_RETENTION: Duration = Duration::from_secs(3 * 365 * 24 * 3600);
+
+/// Longest retention an operator may configure (10 years).
+pub const MAX_RETENTION_DAYS: u32 = 3650;
+
+const DAY: Duration = Duration::from_secs(24 * 3600);
+
+/// How much of a visitor's IP address a site stores.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IpPolicy {
+    /// The full address.
+    Full,
+    /// The network only: IPv4 /24, IPv6 /48 (the default).
+    #[default]
+    Truncated,
+    /// Nothing.
+    None,
+}
+
+impl IpPolicy {
+    /// Parses `full`, `truncated` or `none`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "full" => Some(Self::Full),
+            "truncated" => Some(Self::Truncated),
+            "none" => Some(Self::None),
+            _ => None,
+        }
+    }
+
+    /// What to store of `ip` under this policy.
+    pub fn apply(self, ip: IpAddr) -> Option<String> {
+        match self {
+            Self::None => None,
+            Self::Full => Some(ip.to_string()),
+            Self::Truncated => {
+                let prefix = if ip.is_ipv4() { 24 } else { 48 };
+                // Both prefixes are within range for their family, so this cannot fail.
+                ipnet::IpNet::new(ip, prefix)
+                    .ok()
+                    .map(|n| n.trunc().to_string())
+            }
+        }
+    }
+}
+
+/// A site's retention settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RetentionPolicy {
+    /// Days a conversation is kept after its last activity.
+    pub conversation_days: u32,
+    /// How much of the IP is stored.
+    pub ip_policy: IpPolicy,
+    /// Days a stored IP is kept after it was recorded.
+    pub ip_retention_days: u32,
+}
+
+impl Default for RetentionPolicy {
+    fn default() -> Self {
+        Self {
+            conversation_days: DEFAULT_CONVERSATION_RETENTION_DAYS,
+            ip_policy: IpPolicy::Truncated,
+            ip_retention_days: DEFAULT_IP_RETENTION_DAYS,
+        }
+    }
+}
+
+impl RetentionPolicy {
+    /// Checks the bounds an operator may set: 1 day to 10 years.
+    pub fn validate(&self) -> Result<(), crate::domain::ValidationError> {
+        use crate::domain::ValidationError;
+        if !(1..=MAX_RETENTION_DAYS).contains(&self.conversation_days) {
+            return Err(ValidationError::new(
+                "conversationDays",
+                "must be between 1 and 3650",
+            ));
+        }
+        if !(1..=MAX_RETENTION_DAYS).contains(&self.ip_retention_days) {
+            return Err(ValidationError::new(
+                "ipRetentionDays",
+                "must be between 1 and 3650",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `days` whole days.
+pub fn days(days: u32) -> Duration {
+    DAY * days
+}
+
+/// Whether an item with this expiry is still alive at `now`. DynamoDB deletes
+/// expired items up to two days late, so every read applies this itself.
+pub fn is_live(expires_at: Timestamp, now: Timestamp) -> bool {
+    expires_at > now
+}
+
+/// When a session expires given its state: 30 minutes after last access while
+/// it has no message; the retention period after its last message once it does.
+pub fn session_expiry(session: &Session) -> Timestamp {
+    match session.last_activity_at {
+        Some(last) if session.last_seq > 0 => last.plus(days(session.retention_days)),
+        _ => session.last_access_at.plus(EMPTY_SESSION_IDLE),
+    }
+}
+
+/// When a connection record expires if `$disconnect` never arrives.
+pub fn connection_expiry(connected_at: Timestamp) -> Timestamp {
+    connected_at.plus(CONNECTION_LIFETIME)
+}
+
+/// When a visitor token issued or renewed at `now` stops being accepted.
+pub fn visitor_token_expiry(now: Timestamp) -> Timestamp {
+    now.plus(VISITOR_TOKEN_LIFETIME)
+}
+
+/// A fixed-window rate limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Requests allowed per window.
+    pub limit: u32,
+    /// Window length.
+    pub window: Duration,
+}
+
+/// The outcome of counting one request against a [`RateLimit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateDecision {
+    /// Allowed; the new window start and count to store.
+    Allowed {
+        /// Start of the window the request counted in.
+        window_start: Timestamp,
+        /// Requests in that window including this one.
+        count: u32,
+    },
+    /// Refused; retry after this long.
+    Limited {
+        /// Time until the window ends.
+        retry_after: Duration,
+    },
+}
+
+impl RateLimit {
+    /// The start of the window containing `now`.
+    pub fn window_start(&self, now: Timestamp) -> Timestamp {
+        let w = i64::try_from(self.window.as_millis())
+            .unwrap_or(i64::MAX)
+            .max(1);
+        Timestamp::from_millis(now.millis() - now.millis().rem_euclid(w))
+    }
+
+    /// Counts one request given the stored window start and count.
+    pub fn check(
+        &self,
+        stored_start: Timestamp,
+        stored_count: u32,
+        now: Timestamp,
+    ) -> RateDecision {
+        let start = self.window_start(now);
+        let count = if stored_start == start {
+            stored_count
+        } else {
+            0
+        };
+        if count >= self.limit {
+            RateDecision::Limited {
+                retry_after: now
+                    .until(start.plus(self.window))
+                    .max(Duration::from_secs(1)),
+            }
+        } else {
+            RateDecision::Allowed {
+                window_start: start,
+                count: count + 1,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::*;
+
+    fn session(last_access: i64, last_activity: Option<i64>, last_seq: u64) -> Session {
+        Session {
+            id: SessionId::generate(),
+            site_id: SiteId::parse("acme").unwrap(),
+            visitor_id: VisitorId::generate(),
+            token_hash: String::new(),
+            token_expires_at: Timestamp::from_secs(0),
+            created_at: Timestamp::from_secs(0),
+            last_access_at: Timestamp::from_secs(last_access),
+            last_activity_at: last_activity.map(Timestamp::from_secs),
+            last_seq,
+            retention_days: 7,
+            status: ConversationStatus::Open,
+            ip: None,
+            user_agent: None,
+            prechat: None,
+            email_lookup: None,
+            rate_window_start: Timestamp::from_secs(0),
+            rate_count: 0,
+            expires_at: Timestamp::from_secs(0),
+        }
+    }
+
+    #[test]
+    fn empty_session_lives_30_minutes_after_last_access() {
+        let s = session(1_000, None, 0);
+        assert_eq!(session_expiry(&s), Timestamp::from_secs(1_000 + 1800));
+    }
+
+    #[test]
+    fn conversation_lives_retention_days_after_last_activity() {
+        let s = session(9_999_999, Some(1_000), 3);
+        assert_eq!(session_expiry(&s), Timestamp::from_secs(1_000 + 7 * 86_400));
+    }
+
+    #[test]
+    fn liveness_is_strict() {
+        let t = Timestamp::from_secs(10);
+        assert!(is_live(t, Timestamp::from_secs(9)));
+        assert!(!is_live(t, t), "an item is gone at its expiry instant");
+    }
+
+    #[test]
+    fn ip_policy_truncates_by_family() {
+        let v4: IpAddr = "203.0.113.77".parse().unwrap();
+        let v6: IpAddr = "2001:db8:1234:5678::1".parse().unwrap();
+        assert_eq!(
+            IpPolicy::Truncated.apply(v4).as_deref(),
+            Some("203.0.113.0/24")
+        );
+        assert_eq!(
+            IpPolicy::Truncated.apply(v6).as_deref(),
+            Some("2001:db8:1234::/48")
+        );
+        assert_eq!(IpPolicy::Full.apply(v4).as_deref(), Some("203.0.113.77"));
+        assert_eq!(IpPolicy::None.apply(v6), None);
+        assert_eq!(IpPolicy::default(), IpPolicy::Truncated);
+    }
+
+    #[test]
+    fn rate_limit_counts_within_a_window_and_resets_after() {
+        let rl = RateLimit {
+            limit: 2,
+            window: Duration::from_secs(60),
+        };
+        let t0 = Timestamp::from_secs(120); // a window boundary
+        let RateDecision::Allowed {
+            window_start,
+            count,
+        } = rl.check(Timestamp::from_secs(0), 0, t0)
+        else {
+            panic!("first request refused")
+        };
+        assert_eq!((window_start, count), (t0, 1));
+        assert!(matches!(
+            rl.check(t0, 1, t0.plus(Duration::from_secs(1))),
+            RateDecision::Allowed { count: 2, .. }
+        ));
+        assert_eq!(
+            rl.check(t0, 2, t0.plus(Duration::from_secs(15))),
+            RateDecision::Limited {
+                retry_after: Duration::from_secs(45)
+            }
+        );
+        assert!(matches!(
+            rl.check(t0, 2, t0.plus(Duration::from_secs(60))),
+            RateDecision::Allowed { count: 1, .. }
+        ));
+    }
+
+    #[test]
+    fn retention_bounds() {
+        assert!(RetentionPolicy::default().validate().is_ok());
+        let bad = RetentionPolicy {
+            conversation_days: 0,
+            ..RetentionPolicy::default()
+        };
+        assert_eq!(bad.validate().unwrap_err().field, "conversationDays");
+    }
+}

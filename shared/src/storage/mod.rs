@@ -1,0 +1,400 @@
+//! Storage: one small trait per capability, each implemented by the DynamoDB
+//! single-table store ([`DynamoStore`]) and the embedded in-memory store
+//! ([`MemoryStore`]). Operations take only the trait they need.
+//!
+//! Shared rules of both adapters (checked by one contract suite in `tests/`):
+//! - Items past their expiry are absent on every read, whether or not DynamoDB's
+//!   TTL sweeper has removed them yet.
+//! - Writes a client or Lambda may retry are idempotent (message append by
+//!   `clientMsgId`, connection put, erasure).
+//! - No operation here scans the table except [`RetentionStore::scan_orphans`],
+//!   which only the scheduled retention job calls.
+//!
+//! The key design is in `docs/data-model.md`; [`keys`] is its code.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::clock::Timestamp;
+use crate::domain::{
+    Agent, AgentId, AuditRecord, Author, ClientMsgId, Connection, ConnectionId, ConversationStatus,
+    Message, MessageText, Principal, Session, SessionId, Site, SiteId, VisitorId,
+};
+use crate::policy::{RateDecision, RateLimit};
+
+mod dynamo;
+pub mod keys;
+mod memory;
+pub mod schema;
+
+pub use dynamo::DynamoStore;
+pub use memory::MemoryStore;
+
+/// A storage failure. `Display` names the operation and an error code only,
+/// never item contents, so it is safe to log.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The item does not exist or has expired.
+    #[error("not found")]
+    NotFound,
+    /// An item with this key already exists.
+    #[error("already exists")]
+    AlreadyExists,
+    /// A concurrent change won; retrying the request may succeed.
+    #[error("conflicting concurrent change")]
+    Conflict,
+    /// A rate limit refused the write.
+    #[error("rate limited")]
+    RateLimited {
+        /// Time until the limit resets.
+        retry_after: Duration,
+    },
+    /// A pagination cursor that this query did not issue.
+    #[error("invalid cursor")]
+    InvalidCursor,
+    /// DynamoDB throttled the request beyond the SDK's retries.
+    #[error("{operation} throttled")]
+    Throttled {
+        /// The DynamoDB operation.
+        operation: &'static str,
+    },
+    /// Any other backend failure.
+    #[error("{operation} failed ({})", code.as_deref().unwrap_or("no code"))]
+    Backend {
+        /// The DynamoDB operation.
+        operation: &'static str,
+        /// The service's error code, if any.
+        code: Option<String>,
+    },
+    /// A stored item could not be decoded.
+    #[error("{operation}: stored item could not be decoded")]
+    Corrupt {
+        /// The operation that read it.
+        operation: &'static str,
+    },
+}
+
+/// One page of a listing; pass `next` back to continue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page<T> {
+    /// The items of this page.
+    pub items: Vec<T>,
+    /// Opaque cursor for the next page, `None` on the last.
+    pub next: Option<String>,
+}
+
+/// What a visitor's return or activity changes on their session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionTouch {
+    /// The access time.
+    pub now: Timestamp,
+    /// Also renew the visitor token's six-month lifetime (the visitor came back).
+    pub renew_token: bool,
+}
+
+/// A message to append to a conversation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewMessage {
+    /// The conversation.
+    pub session_id: SessionId,
+    /// Who wrote it.
+    pub author: Author,
+    /// The text.
+    pub text: MessageText,
+    /// The sender's id for it; a second append with the same author and id is a retry.
+    pub client_msg_id: ClientMsgId,
+}
+
+/// The result of an append.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Appended {
+    /// The stored message (the original one for a retry).
+    pub message: Message,
+    /// Whether this append was a retry of an already stored message.
+    pub duplicate: bool,
+}
+
+/// A page of a conversation's history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessagePage {
+    /// Messages in sequence order.
+    pub messages: Vec<Message>,
+    /// Whether more messages follow the last one returned.
+    pub has_more: bool,
+}
+
+/// What an erasure removed, by kind of item.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ErasedCounts(pub BTreeMap<String, u64>);
+
+impl ErasedCounts {
+    /// Adds `n` items of `kind`.
+    pub fn add(&mut self, kind: &str, n: u64) {
+        if n > 0 {
+            *self.0.entry(kind.to_owned()).or_default() += n;
+        }
+    }
+
+    /// Total items removed.
+    pub fn total(&self) -> u64 {
+        self.0.values().sum()
+    }
+
+    /// Adds another erasure's counts to this one.
+    pub fn merge(&mut self, other: ErasedCounts) {
+        for (k, n) in other.0 {
+            self.add(&k, n);
+        }
+    }
+}
+
+/// An item the orphan sweep found without the item it belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Orphan {
+    /// The item's kind (`message`, `clientMsgId`, `member`, `connection`).
+    pub kind: String,
+    /// Its partition key.
+    pub pk: String,
+    /// Its sort key.
+    pub sk: String,
+}
+
+/// Sites and their agents.
+#[async_trait]
+pub trait SiteStore: Send + Sync {
+    /// Creates or replaces a site.
+    async fn put_site(&self, site: &Site) -> Result<(), StoreError>;
+    /// Reads a site.
+    async fn get_site(&self, id: &SiteId) -> Result<Option<Site>, StoreError>;
+    /// Lists all sites, in id order (retention job, admin tool).
+    async fn list_sites(&self, cursor: Option<&str>, limit: u32) -> Result<Page<Site>, StoreError>;
+    /// Creates or replaces an agent.
+    async fn put_agent(&self, agent: &Agent) -> Result<(), StoreError>;
+    /// Reads an agent.
+    async fn get_agent(&self, site: &SiteId, id: &AgentId) -> Result<Option<Agent>, StoreError>;
+}
+
+/// Visitor sessions.
+#[async_trait]
+pub trait SessionStore: Send + Sync {
+    /// Stores a new session; [`StoreError::AlreadyExists`] if the id is taken.
+    async fn create_session(&self, session: &Session) -> Result<(), StoreError>;
+    /// Reads a live session.
+    async fn get_session(
+        &self,
+        id: &SessionId,
+        now: Timestamp,
+    ) -> Result<Option<Session>, StoreError>;
+    /// Records an access: updates last access, renews the token if asked, and
+    /// recomputes the expiry. [`StoreError::NotFound`] if absent or expired.
+    async fn touch_session(
+        &self,
+        id: &SessionId,
+        touch: SessionTouch,
+    ) -> Result<Session, StoreError>;
+    /// Opens or closes a conversation for agents.
+    async fn set_status(
+        &self,
+        id: &SessionId,
+        status: ConversationStatus,
+        now: Timestamp,
+    ) -> Result<Session, StoreError>;
+}
+
+/// Conversation messages.
+#[async_trait]
+pub trait MessageStore: Send + Sync {
+    /// Appends a message with the next sequence number, idempotently by
+    /// (author, `clientMsgId`), counting it against `rate` if given. Turns an
+    /// empty session into a conversation and extends its expiry to the
+    /// retention period. Retries never count against the rate.
+    async fn append_message(
+        &self,
+        msg: &NewMessage,
+        now: Timestamp,
+        rate: Option<RateLimit>,
+    ) -> Result<Appended, StoreError>;
+    /// Messages with a sequence number above `after`, oldest first, at most `limit`.
+    async fn list_messages(
+        &self,
+        session: &SessionId,
+        after: u64,
+        limit: u32,
+    ) -> Result<MessagePage, StoreError>;
+}
+
+/// WebSocket connections.
+#[async_trait]
+pub trait ConnectionStore: Send + Sync {
+    /// Records a connection (idempotent): its lookup item, and its membership in
+    /// the visitor's conversation or the site's online agents.
+    async fn put_connection(&self, conn: &Connection) -> Result<(), StoreError>;
+    /// Reads a live connection.
+    async fn get_connection(
+        &self,
+        id: &ConnectionId,
+        now: Timestamp,
+    ) -> Result<Option<Connection>, StoreError>;
+    /// Removes a connection and all its memberships; returns what was removed (idempotent).
+    async fn delete_connection(&self, id: &ConnectionId) -> Result<Option<Connection>, StoreError>;
+    /// Adds an agent's connection to a conversation's recipients.
+    async fn join_conversation(
+        &self,
+        conn: &ConnectionId,
+        session: &SessionId,
+        now: Timestamp,
+    ) -> Result<Connection, StoreError>;
+    /// Live connections of a conversation (its visitor's, and agents who joined):
+    /// one Query on the conversation's partition.
+    async fn conversation_connections(
+        &self,
+        session: &SessionId,
+        now: Timestamp,
+    ) -> Result<Vec<Connection>, StoreError>;
+    /// Live agent connections of a site: one Query on the site's partition.
+    async fn agent_connections(
+        &self,
+        site: &SiteId,
+        now: Timestamp,
+    ) -> Result<Vec<Connection>, StoreError>;
+}
+
+/// Listing and deleting a site's conversations.
+#[async_trait]
+pub trait ConversationStore: Send + Sync {
+    /// A site's live conversations, most recently active first, optionally by status.
+    async fn list_conversations(
+        &self,
+        site: &SiteId,
+        status: Option<ConversationStatus>,
+        cursor: Option<&str>,
+        limit: u32,
+        now: Timestamp,
+    ) -> Result<Page<Session>, StoreError>;
+    /// Erases a session and everything in it: messages, retry records,
+    /// connection memberships and their lookup items. The session item goes
+    /// last, so an interrupted erasure is found and finished by a rerun.
+    /// Erasing an absent session returns zero counts.
+    async fn erase_session(&self, id: &SessionId) -> Result<ErasedCounts, StoreError>;
+}
+
+/// Finding a data subject's sessions (GDPR).
+#[async_trait]
+pub trait SubjectStore: Send + Sync {
+    /// Every session of a visitor on a site, live or not yet swept, oldest first.
+    async fn sessions_of_visitor(
+        &self,
+        site: &SiteId,
+        visitor: &VisitorId,
+    ) -> Result<Vec<Session>, StoreError>;
+    /// Every session whose pre-chat email has this lookup key (see
+    /// [`crate::auth::Pseudonymizer::email_lookup`]).
+    async fn sessions_by_email(
+        &self,
+        site: &SiteId,
+        email_lookup: &str,
+    ) -> Result<Vec<Session>, StoreError>;
+}
+
+/// What the scheduled retention job needs beyond TTL.
+#[async_trait]
+pub trait RetentionStore: Send + Sync {
+    /// A site's conversations whose last activity is before `before`, oldest first
+    /// (including expired ones DynamoDB has not removed yet).
+    async fn conversations_inactive_before(
+        &self,
+        site: &SiteId,
+        before: Timestamp,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> Result<Page<Session>, StoreError>;
+    /// A site's sessions holding an IP recorded before `before`, oldest first.
+    async fn sessions_with_ip_before(
+        &self,
+        site: &SiteId,
+        before: Timestamp,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> Result<Page<Session>, StoreError>;
+    /// Removes a session's stored IP; `false` if it had none or is gone.
+    async fn remove_ip(&self, id: &SessionId) -> Result<bool, StoreError>;
+    /// One bounded page of the orphan sweep: items of a session (messages,
+    /// retry records, memberships) whose session item is gone, and connection
+    /// lookups whose connection has expired. The only Scan in eurochat.
+    async fn scan_orphans(
+        &self,
+        cursor: Option<&str>,
+        limit: u32,
+        now: Timestamp,
+    ) -> Result<Page<Orphan>, StoreError>;
+    /// Deletes orphans found by [`RetentionStore::scan_orphans`].
+    async fn delete_orphans(&self, orphans: &[Orphan]) -> Result<u64, StoreError>;
+    /// Reads a job checkpoint.
+    async fn get_checkpoint(&self, job: &str) -> Result<Option<String>, StoreError>;
+    /// Writes (or with `None`, clears) a job checkpoint.
+    async fn put_checkpoint(&self, job: &str, value: Option<&str>) -> Result<(), StoreError>;
+}
+
+/// The audit trail.
+#[async_trait]
+pub trait AuditStore: Send + Sync {
+    /// Appends a record (idempotent by id).
+    async fn append_audit(&self, record: &AuditRecord) -> Result<(), StoreError>;
+    /// A site's live records, newest first.
+    async fn list_audit(
+        &self,
+        site: &SiteId,
+        cursor: Option<&str>,
+        limit: u32,
+        now: Timestamp,
+    ) -> Result<Page<AuditRecord>, StoreError>;
+}
+
+/// Fixed-window counters for rate limits not tied to a session (per-IP connects).
+#[async_trait]
+pub trait RateLimitStore: Send + Sync {
+    /// Counts one request for `key` against `limit` at `now`.
+    async fn hit(
+        &self,
+        key: &str,
+        limit: RateLimit,
+        now: Timestamp,
+    ) -> Result<RateDecision, StoreError>;
+}
+
+/// Everything at once, for wiring (the local gateway, tests). Operations should
+/// still ask for the one capability they use.
+pub trait Store:
+    SiteStore
+    + SessionStore
+    + MessageStore
+    + ConnectionStore
+    + ConversationStore
+    + SubjectStore
+    + RetentionStore
+    + AuditStore
+    + RateLimitStore
+{
+}
+
+impl<T> Store for T where
+    T: SiteStore
+        + SessionStore
+        + MessageStore
+        + ConnectionStore
+        + ConversationStore
+        + SubjectStore
+        + RetentionStore
+        + AuditStore
+        + RateLimitStore
+{
+}
+
+/// Largest page any listing returns, whatever the caller asks.
+pub const MAX_PAGE: u32 = 100;
+
+pub(crate) fn clamp_limit(limit: u32) -> u32 {
+    limit.clamp(1, MAX_PAGE)
+}

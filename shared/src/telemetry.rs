@@ -1,0 +1,119 @@
+//! Logging. JSON lines in Lambda (CloudWatch parses them; the template sets
+//! `AWS_LAMBDA_LOG_FORMAT: JSON`), plain text locally.
+//!
+//! Privacy rule for every log call in eurochat: log kinds, counts, codes, site
+//! ids and durations; never message text, IPs, emails, names, tokens, or visitor
+//! and session ids (they would outlive an erasure in the log group). The domain
+//! types' `Debug` impls redact personal fields as a second line of defence, and
+//! [`CapturedLogs`] lets tests prove a whole flow logs nothing personal.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::MakeWriter;
+
+fn filter() -> EnvFilter {
+    // Lambda's advanced logging controls set AWS_LAMBDA_LOG_LEVEL; RUST_LOG wins locally.
+    let level = std::env::var("AWS_LAMBDA_LOG_LEVEL")
+        .map(|l| l.to_lowercase())
+        .unwrap_or_else(|_| "info".into());
+    EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level))
+}
+
+/// The JSON subscriber every function uses, writing to `writer`.
+pub fn json_subscriber<W>(writer: W) -> impl tracing::Subscriber + Send + Sync
+where
+    W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
+{
+    tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_current_span(false)
+        .with_span_list(false)
+        .with_target(true)
+        .with_ansi(false)
+        .with_env_filter(filter())
+        .with_writer(writer)
+        .finish()
+}
+
+/// Installs the global subscriber: JSON under Lambda, compact text elsewhere.
+/// Calling it twice is harmless (the second call does nothing).
+pub fn init() {
+    let in_lambda = std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some();
+    let result = if in_lambda {
+        tracing::subscriber::set_global_default(json_subscriber(std::io::stdout))
+    } else {
+        tracing::subscriber::set_global_default(
+            tracing_subscriber::fmt()
+                .compact()
+                .with_env_filter(filter())
+                .with_writer(std::io::stderr)
+                .finish(),
+        )
+    };
+    // Already installed (tests, the local gateway): keep the existing one.
+    drop(result);
+}
+
+/// An in-memory log sink for tests: install [`json_subscriber`] with it, run a
+/// flow, then search [`CapturedLogs::text`] for anything personal.
+#[derive(Clone, Default)]
+pub struct CapturedLogs(Arc<Mutex<Vec<u8>>>);
+
+impl CapturedLogs {
+    /// An empty capture.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Everything written so far.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap_or_else(PoisonError::into_inner)).into_owned()
+    }
+}
+
+/// The writer handed out by [`CapturedLogs`].
+pub struct CaptureWriter(Arc<Mutex<Vec<u8>>>);
+
+impl Write for CaptureWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for CapturedLogs {
+    type Writer = CaptureWriter;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        CaptureWriter(Arc::clone(&self.0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_lines_are_captured() {
+        let logs = CapturedLogs::new();
+        tracing::subscriber::with_default(json_subscriber(logs.clone()), || {
+            tracing::info!(site = "acme", count = 3, "sent");
+        });
+        let line = logs.text();
+        let v: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
+        assert_eq!(
+            (v["message"].as_str(), v["count"].as_u64()),
+            (Some("sent"), Some(3))
+        );
+    }
+}
