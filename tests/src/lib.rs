@@ -1,1 +1,13 @@
+//! Harness for eurochat's workspace-level tests.
+//!
+//! - [`moto`]: a moto server (DynamoDB and the API Gateway Management API) on a
+//!   free loopback port, started on first use and stopped with the test process.
+//! - [`backends`]: the two store adapters behind one interface, each able to
+//!   emulate DynamoDB's TTL sweeper, so one contract suite runs against both.
+//! - [`contract`]: that suite.
+//! - [`fixtures`]: sites, sessions and messages for tests.
 
+pub mod backends;
+pub mod contract;
+pub mod fixtures;
+pub mod moto;

@@ -1,0 +1,108 @@
+//! A moto server for tests, one per test process.
+//!
+//! moto speaks DynamoDB and the API Gateway Management API on one port. The
+//! server is started on first use on a free loopback port and watched by a
+//! small shell loop that stops it when the test process exits (test statics are
+//! never dropped, so a `Drop` impl alone would leak it).
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// A running moto server.
+pub struct Moto {
+    endpoint: String,
+    _child: Mutex<Child>,
+}
+
+impl Moto {
+    /// `http://127.0.0.1:<port>`.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+}
+
+/// Where the project's venv puts moto (`make setup`), or `EUROCHAT_MOTO_SERVER`.
+fn moto_binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("EUROCHAT_MOTO_SERVER") {
+        return PathBuf::from(p);
+    }
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/moto_server")
+}
+
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free loopback port");
+    listener.local_addr().expect("local address").port()
+}
+
+fn start() -> Moto {
+    let bin = moto_binary();
+    assert!(
+        bin.exists(),
+        "moto is not installed at {}.\nRun `make setup` (creates .venv with moto[server] and cfn-lint from requirements-dev.txt), \
+         or set EUROCHAT_MOTO_SERVER to a moto_server binary.",
+        bin.display()
+    );
+    let port = free_port();
+    let script = r#"
+        "$0" -H 127.0.0.1 -p "$1" >/dev/null 2>&1 &
+        m=$!
+        trap 'kill $m 2>/dev/null' EXIT TERM INT
+        while kill -0 "$2" 2>/dev/null && kill -0 $m 2>/dev/null; do sleep 0.5; done
+    "#;
+    let child = Command::new("bash")
+        .arg("-c")
+        .arg(script)
+        .arg(&bin)
+        .arg(port.to_string())
+        .arg(std::process::id().to_string())
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("spawn moto_server");
+    let addr: SocketAddr = format!("127.0.0.1:{port}")
+        .parse()
+        .expect("loopback address");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "moto_server did not start on {addr} within 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Moto {
+        endpoint: format!("http://{addr}"),
+        _child: Mutex::new(child),
+    }
+}
+
+/// The test process's moto server, started on first call.
+pub fn moto() -> &'static Moto {
+    static MOTO: OnceLock<Moto> = OnceLock::new();
+    MOTO.get_or_init(start)
+}
+
+/// An SDK configuration pointing at moto (dummy credentials, an EU region).
+pub async fn sdk_config() -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("eu-central-1"))
+        .endpoint_url(moto().endpoint())
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            "test", "test", None, None, "moto",
+        ))
+        .load()
+        .await
+}
+
+/// A table name no other test uses.
+pub fn unique_table(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    )
+}
