@@ -13,16 +13,55 @@ use std::sync::{Arc, Mutex, PoisonError};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
 
-fn filter() -> EnvFilter {
-    // Lambda's advanced logging controls set AWS_LAMBDA_LOG_LEVEL; RUST_LOG wins locally.
-    let level = std::env::var("AWS_LAMBDA_LOG_LEVEL")
-        .map(|l| l.to_lowercase())
-        .unwrap_or_else(|_| "info".into());
-    EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level))
+/// Crates whose debug and trace output can include request or response payloads
+/// (DynamoDB items, WebSocket frames: personal data). They log at `warn` at most,
+/// whatever level eurochat itself logs at.
+const PAYLOAD_LOGGING_CRATES: [&str; 12] = [
+    "aws_smithy_runtime",
+    "aws_smithy_runtime_api",
+    "aws_smithy_http",
+    "aws_smithy_http_client",
+    "aws_smithy_types",
+    "aws_sdk_dynamodb",
+    "aws_sdk_apigatewaymanagement",
+    "aws_config",
+    "aws_sigv4",
+    "hyper",
+    "hyper_util",
+    "h2",
+];
+
+/// A filter at `level` for eurochat, with the payload-logging dependencies capped at `warn`.
+pub fn filter_at(level: &str) -> EnvFilter {
+    let base = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));
+    PAYLOAD_LOGGING_CRATES
+        .iter()
+        .filter_map(|c| format!("{c}=warn").parse().ok())
+        .fold(base, EnvFilter::add_directive)
 }
 
-/// The JSON subscriber every function uses, writing to `writer`.
+fn filter() -> EnvFilter {
+    // RUST_LOG wins locally; Lambda's advanced logging controls set AWS_LAMBDA_LOG_LEVEL.
+    let level = std::env::var("RUST_LOG")
+        .or_else(|_| std::env::var("AWS_LAMBDA_LOG_LEVEL").map(|l| l.to_lowercase()))
+        .unwrap_or_else(|_| "info".into());
+    filter_at(&level)
+}
+
+/// The JSON subscriber every function uses, writing to `writer`, at the level
+/// from the environment.
 pub fn json_subscriber<W>(writer: W) -> impl tracing::Subscriber + Send + Sync
+where
+    W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
+{
+    json_subscriber_with(writer, filter())
+}
+
+/// The JSON subscriber with an explicit filter (tests use [`filter_at`]`("trace")`).
+pub fn json_subscriber_with<W>(
+    writer: W,
+    filter: EnvFilter,
+) -> impl tracing::Subscriber + Send + Sync
 where
     W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
 {
@@ -33,7 +72,7 @@ where
         .with_span_list(false)
         .with_target(true)
         .with_ansi(false)
-        .with_env_filter(filter())
+        .with_env_filter(filter)
         .with_writer(writer)
         .finish()
 }
@@ -102,6 +141,25 @@ impl<'a> MakeWriter<'a> for CapturedLogs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn payload_logging_crates_are_capped_even_at_trace() {
+        let logs = CapturedLogs::new();
+        tracing::subscriber::with_default(
+            json_subscriber_with(logs.clone(), filter_at("trace")),
+            || {
+                tracing::debug!(target: "aws_smithy_runtime::client::orchestrator", "request body would be here");
+                tracing::warn!(target: "aws_smithy_runtime::client::orchestrator", "a warning passes");
+                tracing::trace!(target: "chat_core::storage", "our own trace passes");
+            },
+        );
+        let text = logs.text();
+        assert!(!text.contains("request body"), "{text}");
+        assert!(
+            text.contains("a warning passes") && text.contains("our own trace passes"),
+            "{text}"
+        );
+    }
 
     #[test]
     fn json_lines_are_captured() {

@@ -6,8 +6,10 @@
 //!   emulate DynamoDB's TTL sweeper, so one contract suite runs against both.
 //! - [`contract`]: that suite.
 //! - [`fixtures`]: sites, sessions and messages for tests.
+//! - [`requests`]: counts the DynamoDB requests a store operation makes.
 
 pub mod backends;
 pub mod contract;
 pub mod fixtures;
 pub mod moto;
+pub mod requests;

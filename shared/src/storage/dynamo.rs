@@ -498,6 +498,11 @@ impl DynamoStore {
                     .unwrap_or_default();
                 if !pending.is_empty() {
                     attempt += 1;
+                    tracing::warn!(
+                        remaining = pending.len(),
+                        attempt,
+                        "BatchWriteItem left unprocessed items, retrying"
+                    );
                     if attempt >= MAX_ATTEMPTS {
                         return Err(StoreError::Throttled {
                             operation: "BatchWriteItem",
@@ -849,6 +854,7 @@ impl MessageStore for DynamoStore {
                 });
             }
             // Cancelled: a concurrent append or the same retry won; re-read and decide again.
+            tracing::debug!(seq, "append lost a race, re-reading the session");
         }
         Err(StoreError::Conflict)
     }
@@ -1034,6 +1040,7 @@ impl ConversationStore for DynamoStore {
             self.delete(key(pk, keys::SESSION_SK)).await?;
             counts.add("session", 1);
         }
+        tracing::info!(items = counts.total(), "session erased");
         Ok(counts)
     }
 }

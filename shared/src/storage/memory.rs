@@ -516,6 +516,7 @@ impl ConversationStore for MemoryStore {
         if g.sessions.remove(&sid).is_some() {
             counts.add("session", 1);
         }
+        tracing::info!(items = counts.total(), "session erased");
         Ok(counts)
     }
 }

@@ -1,0 +1,139 @@
+//! What each request-path store operation costs in DynamoDB requests, on moto.
+//! These numbers are the basis of the cost statements in docs/data-model.md.
+
+use chat_core::policy::RateLimit;
+use chat_core::storage::*;
+use eurochat_tests::fixtures::*;
+use eurochat_tests::requests::counted_store;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_path_operations_cost_a_fixed_number_of_requests_and_never_scan() {
+    let (store, log) = counted_store().await;
+    let site = site("acme");
+    store.put_site(&site).await.unwrap();
+    let s = session(&site, T0);
+    store.create_session(&s).await.unwrap();
+    let v = visitor_conn("VISITOR1=", &s, T0);
+    let a = agent_conn("AGENT1=", &site, "alice", T0);
+    store.put_connection(&v).await.unwrap();
+    store.put_connection(&a).await.unwrap();
+    log.take();
+    let mut all = Vec::new();
+    let mut check = |what: &str, expected: &[&str]| {
+        let got = log.take();
+        assert_eq!(got, expected, "{what}");
+        all.extend(got);
+    };
+
+    store.get_connection(&v.id, at_min(1)).await.unwrap();
+    check("read the sender's connection", &["GetItem"]);
+    let rate = Some(RateLimit {
+        limit: 30,
+        window: std::time::Duration::from_secs(60),
+    });
+    store
+        .append_message(&visitor_msg(&s, "c1", "hello"), at_min(1), rate)
+        .await
+        .unwrap();
+    check("append a message", &["BatchGetItem", "TransactWriteItems"]);
+    store
+        .append_message(&visitor_msg(&s, "c1", "hello"), at_min(1), rate)
+        .await
+        .unwrap();
+    check("append a retry", &["BatchGetItem", "GetItem"]);
+    store
+        .conversation_connections(&s.id, at_min(1))
+        .await
+        .unwrap();
+    check("conversation fan-out", &["Query"]);
+    store.agent_connections(&site.id, at_min(1)).await.unwrap();
+    check("site agents fan-out", &["Query"]);
+    store.list_messages(&s.id, 0, 50).await.unwrap();
+    check("history", &["Query"]);
+    store
+        .list_conversations(&site.id, None, None, 20, at_min(1))
+        .await
+        .unwrap();
+    check("agent's conversation list", &["Query"]);
+    store.get_session(&s.id, at_min(1)).await.unwrap();
+    check("read a session", &["GetItem"]);
+    store
+        .touch_session(
+            &s.id,
+            SessionTouch {
+                now: at_min(2),
+                renew_token: true,
+            },
+        )
+        .await
+        .unwrap();
+    check("resume a session", &["GetItem", "PutItem"]);
+    store
+        .join_conversation(&a.id, &s.id, at_min(2))
+        .await
+        .unwrap();
+    check("agent joins", &["GetItem", "GetItem", "PutItem"]);
+    store
+        .hit(
+            "ip",
+            RateLimit {
+                limit: 5,
+                window: std::time::Duration::from_secs(60),
+            },
+            at_min(2),
+        )
+        .await
+        .unwrap();
+    check("per-IP connect counter", &["UpdateItem"]);
+    store.delete_connection(&v.id).await.unwrap();
+    check("$disconnect", &["GetItem", "TransactWriteItems"]);
+    store
+        .sessions_of_visitor(&site.id, &s.visitor_id)
+        .await
+        .unwrap();
+    check("GDPR lookup by visitor", &["Query"]);
+    store.erase_session(&s.id).await.unwrap();
+    let erase = log.take();
+    assert!(!erase.iter().any(|op| op == "Scan"), "erasure: {erase:?}");
+    all.extend(erase);
+    assert!(
+        !all.iter().any(|op| op == "Scan"),
+        "no Scan on a request path: {all:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fan_out_is_one_query_whatever_the_table_holds() {
+    let (store, log) = counted_store().await;
+    let site = site("acme");
+    let target = session(&site, T0);
+    store.create_session(&target).await.unwrap();
+    store
+        .put_connection(&visitor_conn("TARGET=", &target, T0))
+        .await
+        .unwrap();
+    // 100 other conversations, each with a connection and a message.
+    for i in 0..100 {
+        let s = session(&site, T0);
+        store.create_session(&s).await.unwrap();
+        store
+            .put_connection(&visitor_conn(&format!("OTHER{i}="), &s, T0))
+            .await
+            .unwrap();
+        store
+            .append_message(&visitor_msg(&s, "c1", "noise"), T0, None)
+            .await
+            .unwrap();
+    }
+    log.take();
+    let conns = store
+        .conversation_connections(&target.id, at_min(1))
+        .await
+        .unwrap();
+    assert_eq!(conns.len(), 1);
+    assert_eq!(
+        log.take(),
+        ["Query"],
+        "one Query on the conversation's partition"
+    );
+}

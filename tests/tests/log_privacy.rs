@@ -1,0 +1,200 @@
+//! No personal data in logs: a whole flow (site, session with IP and pre-chat
+//! data, tokens, connections, messages, retries, rate limits, failures mapped
+//! to client errors, lookups, erasure) runs against each store with eurochat's
+//! production JSON subscriber at TRACE level, and the captured log is searched
+//! for every personal value the flow handled.
+
+use std::time::Duration;
+
+use chat_core::auth::{AgentTokenKeys, PresentedVisitorToken, Pseudonymizer, issue_visitor_token};
+use chat_core::domain::*;
+use chat_core::error::ApiError;
+use chat_core::policy::{IpPolicy, RateLimit};
+use chat_core::storage::*;
+use chat_core::telemetry::{CapturedLogs, filter_at, json_subscriber_with};
+use eurochat_tests::backends::{Backend, Dynamo, Memory};
+use eurochat_tests::fixtures::*;
+
+const TEXT: &str = "my parcel code is 4471-XQ";
+const IP: &str = "198.51.100.23";
+const EMAIL: &str = "Zelda.Quartermain@Mail.Example";
+const NAME: &str = "Zelda Quartermain";
+
+struct Secrets(Vec<String>);
+
+async fn full_flow<B: Backend>(b: &B) -> Secrets {
+    let st = b.store();
+    let keys = AgentTokenKeys::new(&[3; 32], None);
+    let pseudo = Pseudonymizer::new(&[4; 32]);
+    let mut site = site("acme");
+    site.retention.ip_policy = IpPolicy::Full;
+    st.put_site(&site).await.unwrap();
+    let agent_id = AgentId::parse("alice").unwrap();
+
+    // A visitor opens a session with IP, user agent and a pre-chat form.
+    let mut s = session(&site, T0);
+    let token = issue_visitor_token(&s.id);
+    s.token_hash = token.hash.clone();
+    s.ip = site
+        .retention
+        .ip_policy
+        .apply(IP.parse().unwrap())
+        .map(|address| StoredIp {
+            address,
+            recorded_at: T0,
+        });
+    let email = Email::parse(EMAIL).unwrap();
+    s.email_lookup = Some(pseudo.email_lookup(&site.id, &email));
+    s.prechat = Some(PreChat {
+        name: Some(PersonName::parse(NAME).unwrap()),
+        email: Some(email.clone()),
+        consent: Consent {
+            purpose: "support-follow-up".into(),
+            policy_version: "2026-01".into(),
+            given_at: T0,
+        },
+    });
+    st.create_session(&s).await.unwrap();
+    tracing::info!(site = %site.id, session = ?s, "session created");
+    let presented = PresentedVisitorToken::parse(&token.token).unwrap();
+    presented
+        .verify(&s.token_hash, s.token_expires_at, T0)
+        .unwrap();
+    st.touch_session(
+        &s.id,
+        SessionTouch {
+            now: at_min(1),
+            renew_token: true,
+        },
+    )
+    .await
+    .unwrap();
+
+    // Visitor and agent connect; the agent joins.
+    let v = visitor_conn("VISITOR1=", &s, T0);
+    let a = agent_conn("AGENT1=", &site, "alice", T0);
+    st.put_connection(&v).await.unwrap();
+    st.put_connection(&a).await.unwrap();
+    st.join_conversation(&a.id, &s.id, at_min(1)).await.unwrap();
+    let agent_token = keys.mint(
+        &site.id,
+        &agent_id,
+        AgentRole::Admin,
+        T0,
+        Duration::from_secs(3600),
+    );
+    keys.verify(&agent_token, T0).unwrap();
+
+    // Messages, a retry, a rate-limited one, and failures mapped for the client.
+    let rate = Some(RateLimit {
+        limit: 2,
+        window: Duration::from_secs(60),
+    });
+    let m = visitor_msg(&s, "c1", TEXT);
+    tracing::debug!(message = ?m.text, "appending");
+    st.append_message(&m, at_min(2), rate).await.unwrap();
+    st.append_message(&m, at_min(2), rate).await.unwrap();
+    st.append_message(
+        &agent_msg(&s, "alice", "a1", "we will check"),
+        at_min(2),
+        rate,
+    )
+    .await
+    .unwrap();
+    let limited = st
+        .append_message(&visitor_msg(&s, "c2", TEXT), at_min(2), rate)
+        .await
+        .unwrap_err();
+    let _ = ApiError::from(limited);
+    let _ = ApiError::from(StoreError::Backend {
+        operation: "PutItem",
+        code: Some("InternalServerError".into()),
+    });
+    let _ = ApiError::from(StoreError::Throttled { operation: "Query" });
+    let _ = ApiError::from(Email::parse("not an email, Zelda").unwrap_err());
+    let _ = ApiError::from(keys.verify("at1.garbage.sig", T0).unwrap_err());
+
+    // Reads an agent and a GDPR request would make, then the erasure.
+    st.list_messages(&s.id, 0, 50).await.unwrap();
+    st.list_conversations(&site.id, None, None, 10, at_min(3))
+        .await
+        .unwrap();
+    st.sessions_by_email(&site.id, s.email_lookup.as_deref().unwrap())
+        .await
+        .unwrap();
+    st.sessions_of_visitor(&site.id, &s.visitor_id)
+        .await
+        .unwrap();
+    st.conversation_connections(&s.id, at_min(3)).await.unwrap();
+    st.erase_session(&s.id).await.unwrap();
+
+    let secret_part = token.token.rsplit('.').next().unwrap().to_owned();
+    Secrets(vec![
+        TEXT.into(),
+        "4471-XQ".into(),
+        IP.into(),
+        "198.51.100".into(),
+        EMAIL.into(),
+        EMAIL.to_lowercase(),
+        "Quartermain".into(),
+        NAME.into(),
+        token.token.clone(),
+        secret_part,
+        token.hash.clone(),
+        agent_token.rsplit('.').next().unwrap().to_owned(),
+        s.id.to_string(),
+        s.visitor_id.to_string(),
+    ])
+}
+
+fn assert_clean(logs: &CapturedLogs, secrets: &Secrets) {
+    let text = logs.text();
+    assert!(
+        text.contains("session erased"),
+        "the capture saw the flow's own log lines:\n{text}"
+    );
+    assert!(
+        text.contains("store failure"),
+        "and the internal-error log line:\n{text}"
+    );
+    for secret in &secrets.0 {
+        assert!(
+            !text.contains(secret.as_str()),
+            "personal value {secret:?} appears in the logs:\n{text}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn memory_flow_logs_nothing_personal() {
+    let logs = CapturedLogs::new();
+    let _guard =
+        tracing::subscriber::set_default(json_subscriber_with(logs.clone(), filter_at("trace")));
+    let secrets = full_flow(&Memory::default()).await;
+    assert_clean(&logs, &secrets);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn dynamodb_flow_logs_nothing_personal() {
+    let backend = Dynamo::new().await;
+    let logs = CapturedLogs::new();
+    let _guard =
+        tracing::subscriber::set_default(json_subscriber_with(logs.clone(), filter_at("trace")));
+    let secrets = full_flow(&backend).await;
+    assert_clean(&logs, &secrets);
+}
+
+#[test]
+fn the_check_would_catch_a_leak() {
+    // Guards the guard: a log line carrying a personal value is caught.
+    let logs = CapturedLogs::new();
+    tracing::subscriber::with_default(
+        json_subscriber_with(logs.clone(), filter_at("trace")),
+        || {
+            tracing::info!("session erased");
+            tracing::error!(ip = IP, "store failure");
+        },
+    );
+    let leaked = std::panic::catch_unwind(|| assert_clean(&logs, &Secrets(vec![IP.into()])));
+    assert!(leaked.is_err());
+}
