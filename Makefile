@@ -1,0 +1,45 @@
+# eurochat developer commands. `make test` is what CI runs (.ci/run).
+
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+VENV := .venv
+PYTHON ?= python3
+CARGO ?= cargo
+
+.PHONY: help setup check-tools fmt-check clippy lint-template unit test
+
+help:
+	@echo "make setup   install the Python test tools (moto, cfn-lint) into $(VENV)"
+	@echo "make test    setup + fmt check + clippy -D warnings + cfn-lint + every test (what CI runs)"
+
+# The venv is rebuilt whenever the pinned requirements change.
+$(VENV)/.installed: requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --disable-pip-version-check --quiet --requirement requirements-dev.txt
+	touch $@
+
+setup: $(VENV)/.installed check-tools
+
+# Fails loudly, never skips: a missing tool is an error with the command that fixes it.
+check-tools:
+	@for tool in $(VENV)/bin/moto_server $(VENV)/bin/cfn-lint; do \
+	  if [ ! -x "$$tool" ]; then echo "error: $$tool is missing; run 'make setup'" >&2; exit 1; fi; \
+	done
+	@command -v $(CARGO) >/dev/null || { echo "error: cargo is not installed" >&2; exit 1; }
+	@$(CARGO) fmt --version >/dev/null || { echo "error: rustfmt is missing (rustup component add rustfmt)" >&2; exit 1; }
+	@$(CARGO) clippy --version >/dev/null || { echo "error: clippy is missing (rustup component add clippy)" >&2; exit 1; }
+
+fmt-check:
+	$(CARGO) fmt --all -- --check
+
+clippy:
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+
+lint-template: setup
+	$(VENV)/bin/cfn-lint template.yaml
+
+# Tests that need moto start it themselves on a free loopback port (tests/src/moto.rs).
+unit: setup
+	EUROCHAT_MOTO_SERVER=$(CURDIR)/$(VENV)/bin/moto_server $(CARGO) test --workspace --locked
+
+test: setup fmt-check clippy lint-template unit
