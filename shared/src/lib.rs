@@ -10,6 +10,8 @@
 //! - [`telemetry`]: JSON logging without personal data.
 //! - [`clock`]: injected time.
 
+#![warn(missing_docs)]
+
 pub mod auth;
 pub mod clock;
 pub mod config;

@@ -8,6 +8,8 @@
 //! - [`fixtures`]: sites, sessions and messages for tests.
 //! - [`requests`]: counts the DynamoDB requests a store operation makes.
 
+#![warn(missing_docs)]
+
 pub mod backends;
 pub mod contract;
 pub mod fixtures;

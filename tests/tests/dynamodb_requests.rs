@@ -11,12 +11,6 @@ async fn request_path_operations_cost_a_fixed_number_of_requests_and_never_scan(
     let (store, log) = counted_store().await;
     let site = site("acme");
     store.put_site(&site).await.unwrap();
-    let s = session(&site, T0);
-    store.create_session(&s).await.unwrap();
-    let v = visitor_conn("VISITOR1=", &s, T0);
-    let a = agent_conn("AGENT1=", &site, "alice", T0);
-    store.put_connection(&v).await.unwrap();
-    store.put_connection(&a).await.unwrap();
     log.take();
     let mut all = Vec::new();
     let mut check = |what: &str, expected: &[&str]| {
@@ -24,6 +18,15 @@ async fn request_path_operations_cost_a_fixed_number_of_requests_and_never_scan(
         assert_eq!(got, expected, "{what}");
         all.extend(got);
     };
+    let s = session(&site, T0);
+    store.create_session(&s).await.unwrap();
+    check("create a session", &["PutItem"]);
+    let v = visitor_conn("VISITOR1=", &s, T0);
+    let a = agent_conn("AGENT1=", &site, "alice", T0);
+    store.put_connection(&v).await.unwrap();
+    check("record a connection", &["TransactWriteItems"]);
+    store.put_connection(&a).await.unwrap();
+    log.take();
 
     store.get_connection(&v.id, at_min(1)).await.unwrap();
     check("read the sender's connection", &["GetItem"]);

@@ -1,0 +1,64 @@
+//! The cold-start wiring the functions will use, against moto: local-mode
+//! configuration builds working AWS clients, and the API Gateway Management
+//! adapter signs and sends to an `@connections` endpoint.
+
+use chat_core::config::{Config, vars};
+use chat_core::domain::ConnectionId;
+use chat_core::gateway::{ConnectionGateway, ManagementClients};
+use chat_core::storage::{DynamoStore, SiteStore, schema};
+use eurochat_tests::fixtures::site;
+use eurochat_tests::moto::{moto, unique_table};
+
+fn local_config(table: &str) -> Config {
+    let endpoint = moto().endpoint().to_owned();
+    let table = table.to_owned();
+    Config::from_lookup(move |k| match k {
+        vars::LOCAL_MODE => Some("true".into()),
+        vars::DYNAMODB_ENDPOINT => Some(endpoint.clone()),
+        vars::APIGW_ENDPOINT => Some(endpoint.clone()),
+        vars::TABLE_NAME => Some(table.clone()),
+        vars::AGENT_TOKEN_SECRET => Some("s".repeat(32)),
+        vars::PSEUDONYM_KEY => Some("p".repeat(32)),
+        _ => None,
+    })
+    .expect("valid local configuration")
+}
+
+#[tokio::test]
+async fn local_mode_config_builds_a_working_dynamodb_store() {
+    let cfg = local_config(&unique_table("wiring"));
+    assert_eq!(
+        cfg.region, "eu-central-1",
+        "local mode without AWS_REGION defaults to an EU region"
+    );
+    let sdk = cfg.aws_sdk_config().await;
+    let client = aws_sdk_dynamodb::Client::new(&sdk);
+    schema::create_table(&client, &cfg.table_name)
+        .await
+        .unwrap();
+    schema::create_table(&client, &cfg.table_name)
+        .await
+        .expect("creating an existing table is a no-op");
+    let store = DynamoStore::new(client, cfg.table_name.clone());
+    store.put_site(&site("acme")).await.unwrap();
+    assert!(store.get_site(&site("acme").id).await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn management_api_adapter_posts_and_closes_through_moto() {
+    let cfg = local_config("unused");
+    let sdk = cfg.aws_sdk_config().await;
+    let apigw = cfg.local.as_ref().and_then(|l| l.apigw.clone());
+    let clients = ManagementClients::new(sdk, apigw);
+    assert_eq!(
+        clients.endpoint("abc.execute-api.eu-central-1.amazonaws.com", "prod"),
+        moto().endpoint()
+    );
+    let gateway = clients.for_request("abc.execute-api.eu-central-1.amazonaws.com", "prod");
+    let conn = ConnectionId::parse("L0SM9cOFvHcCIhw=").unwrap();
+    gateway
+        .send(&conn, br#"{"type":"message"}"#)
+        .await
+        .expect("post to connection");
+    gateway.close(&conn).await.expect("delete connection");
+}
