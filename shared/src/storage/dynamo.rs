@@ -1046,6 +1046,20 @@ impl ConversationStore for DynamoStore {
 }
 
 impl DynamoStore {
+    /// A page of an index partition whose sort keys start with a timestamp, before `before`, oldest first.
+    async fn sessions_before(
+        &self,
+        index: (&'static str, &'static str, &'static str),
+        pk: String,
+        before: Timestamp,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> Result<Page<Session>, StoreError> {
+        let q = QuerySpec::partition(Some(index), pk).sort(index.2, "#s < :s", keys::ts(before));
+        let (items, next) = self.session_page(q, index, cursor, limit).await?;
+        Ok(Page { items, next })
+    }
+
     async fn sessions_by_index(
         &self,
         index: (&'static str, &'static str, &'static str),
@@ -1092,13 +1106,14 @@ impl RetentionStore for DynamoStore {
         cursor: Option<&str>,
         limit: u32,
     ) -> Result<Page<Session>, StoreError> {
-        let q = QuerySpec::partition(Some(keys::GSI2), keys::conversations_gsi2pk(site)).sort(
-            keys::GSI2.2,
-            "#s < :s",
-            keys::ts(before),
-        );
-        let (items, next) = self.session_page(q, keys::GSI2, cursor, limit).await?;
-        Ok(Page { items, next })
+        self.sessions_before(
+            keys::GSI2,
+            keys::conversations_gsi2pk(site),
+            before,
+            cursor,
+            limit,
+        )
+        .await
     }
 
     async fn sessions_with_ip_before(
@@ -1108,13 +1123,8 @@ impl RetentionStore for DynamoStore {
         cursor: Option<&str>,
         limit: u32,
     ) -> Result<Page<Session>, StoreError> {
-        let q = QuerySpec::partition(Some(keys::GSI3), keys::ip_gsi3pk(site)).sort(
-            keys::GSI3.2,
-            "#s < :s",
-            keys::ts(before),
-        );
-        let (items, next) = self.session_page(q, keys::GSI3, cursor, limit).await?;
-        Ok(Page { items, next })
+        self.sessions_before(keys::GSI3, keys::ip_gsi3pk(site), before, cursor, limit)
+            .await
     }
 
     async fn remove_ip(&self, id: &SessionId) -> Result<bool, StoreError> {

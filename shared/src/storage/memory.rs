@@ -421,14 +421,7 @@ impl ConnectionStore for MemoryStore {
         session: &SessionId,
         now: Timestamp,
     ) -> Result<Vec<Connection>, StoreError> {
-        let g = self.lock();
-        let sid = session.to_string();
-        Ok(g.members
-            .range((sid.clone(), String::new())..)
-            .take_while(|((s, _), _)| *s == sid)
-            .filter(|(_, c)| is_live(c.expires_at, now))
-            .map(|(_, c)| c.clone())
-            .collect())
+        Ok(live_under(&self.lock().members, session.as_str(), now))
     }
 
     async fn agent_connections(
@@ -436,15 +429,21 @@ impl ConnectionStore for MemoryStore {
         site: &SiteId,
         now: Timestamp,
     ) -> Result<Vec<Connection>, StoreError> {
-        let g = self.lock();
-        let s = site.to_string();
-        Ok(g.agents_online
-            .range((s.clone(), String::new())..)
-            .take_while(|((k, _), _)| *k == s)
-            .filter(|(_, c)| is_live(c.expires_at, now))
-            .map(|(_, c)| c.clone())
-            .collect())
+        Ok(live_under(&self.lock().agents_online, site.as_str(), now))
     }
+}
+
+/// Live connections keyed under `owner` (a session's recipients, a site's agents).
+fn live_under(
+    map: &BTreeMap<(String, String), Connection>,
+    owner: &str,
+    now: Timestamp,
+) -> Vec<Connection> {
+    map.range((owner.to_owned(), String::new())..)
+        .take_while(|((o, _), _)| o == owner)
+        .filter(|(_, c)| is_live(c.expires_at, now))
+        .map(|(_, c)| c.clone())
+        .collect()
 }
 
 fn conv_position(s: &Session) -> String {
