@@ -96,8 +96,7 @@ impl PresentedVisitorToken {
     /// Parses a presented token's shape.
     pub fn parse(s: &str) -> Result<Self, AuthError> {
         let mut parts = s.split('.');
-        let (Some("vt1"), Some(sid), Some(secret), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
+        let (Some("vt1"), Some(sid), Some(secret), None) = (parts.next(), parts.next(), parts.next(), parts.next())
         else {
             return Err(AuthError::Malformed);
         };
@@ -123,12 +122,7 @@ impl PresentedVisitorToken {
     }
 
     /// Verifies against a session's stored hash and token expiry.
-    pub fn verify(
-        &self,
-        stored_hash: &str,
-        token_expires_at: Timestamp,
-        now: Timestamp,
-    ) -> Result<(), AuthError> {
+    pub fn verify(&self, stored_hash: &str, token_expires_at: Timestamp, now: Timestamp) -> Result<(), AuthError> {
         if !self.matches(stored_hash) {
             return Err(AuthError::Invalid);
         }
@@ -183,8 +177,8 @@ impl AgentTokenKeys {
 
     fn mac(key: &[u8], msg: &[u8]) -> HmacSha256 {
         // HMAC takes keys of any length; `new_from_slice` cannot fail for it.
-        let mut m = <HmacSha256 as Mac>::new_from_slice(key)
-            .unwrap_or_else(|_| unreachable!("HMAC accepts any key length"));
+        let mut m =
+            <HmacSha256 as Mac>::new_from_slice(key).unwrap_or_else(|_| unreachable!("HMAC accepts any key length"));
         m.update(msg);
         m
     }
@@ -209,9 +203,7 @@ impl AgentTokenKeys {
         // Serialising a struct of strings and integers cannot fail.
         let json = serde_json::to_vec(&claims).unwrap_or_default();
         let signed = format!("at1.{}", B64.encode(json));
-        let tag = Self::mac(&self.current, signed.as_bytes())
-            .finalize()
-            .into_bytes();
+        let tag = Self::mac(&self.current, signed.as_bytes()).finalize().into_bytes();
         format!("{signed}.{}", B64.encode(tag))
     }
 
@@ -227,8 +219,7 @@ impl AgentTokenKeys {
             return Err(AuthError::Invalid);
         }
         let json = B64.decode(payload_b64).map_err(|_| AuthError::Malformed)?;
-        let claims: AgentClaims =
-            serde_json::from_slice(&json).map_err(|_| AuthError::Malformed)?;
+        let claims: AgentClaims = serde_json::from_slice(&json).map_err(|_| AuthError::Malformed)?;
         if claims.v != 1 {
             return Err(AuthError::Malformed);
         }
@@ -296,23 +287,13 @@ mod tests {
     fn visitor_token_round_trip_stores_only_a_hash() {
         let sid = SessionId::generate();
         let issued = issue_visitor_token(&sid);
-        assert!(
-            !issued
-                .hash
-                .contains(issued.token.rsplit('.').next().unwrap())
-        );
+        assert!(!issued.hash.contains(issued.token.rsplit('.').next().unwrap()));
         assert_eq!(issued.hash.len(), 64);
         let presented = PresentedVisitorToken::parse(&issued.token).unwrap();
         assert_eq!(presented.session_id(), &sid);
         let now = Timestamp::from_secs(10);
-        assert_eq!(
-            presented.verify(&issued.hash, Timestamp::from_secs(11), now),
-            Ok(())
-        );
-        assert_eq!(
-            presented.verify(&issued.hash, now, now),
-            Err(AuthError::Expired)
-        );
+        assert_eq!(presented.verify(&issued.hash, Timestamp::from_secs(11), now), Ok(()));
+        assert_eq!(presented.verify(&issued.hash, now, now), Err(AuthError::Expired));
         let other = issue_visitor_token(&sid);
         assert_eq!(
             presented.verify(&other.hash, Timestamp::from_secs(11), now),
@@ -351,13 +332,7 @@ mod tests {
         let agent = AgentId::parse("alice").unwrap();
         let now = Timestamp::from_secs(1_000);
         let old = AgentTokenKeys::new(&[1; 32], None);
-        let token = old.mint(
-            &site,
-            &agent,
-            AgentRole::Admin,
-            now,
-            Duration::from_secs(60),
-        );
+        let token = old.mint(&site, &agent, AgentRole::Admin, now, Duration::from_secs(60));
         let claims = old.verify(&token, now).unwrap();
         assert_eq!(
             (claims.site, claims.sub, claims.role),
@@ -392,9 +367,7 @@ mod tests {
         // Forge an admin role with the same signature.
         let (signed, tag) = token.rsplit_once('.').unwrap();
         let payload = B64.decode(signed.strip_prefix("at1.").unwrap()).unwrap();
-        let forged_payload = String::from_utf8(payload)
-            .unwrap()
-            .replace("\"agent\"", "\"admin\"");
+        let forged_payload = String::from_utf8(payload).unwrap().replace("\"agent\"", "\"admin\"");
         let forged = format!("at1.{}.{tag}", B64.encode(forged_payload));
         assert_eq!(keys.verify(&forged, now), Err(AuthError::Invalid));
         for bad in ["", "at1.", "at1.x.y", "vt1.a.b", "at1..."] {
@@ -413,9 +386,6 @@ mod tests {
             p.email_lookup(&site, &crate::domain::Email::parse("a@b.example").unwrap())
         );
         assert_ne!(p.email_lookup(&site, &email), q.email_lookup(&site, &email));
-        assert_ne!(
-            p.subject(&site, "x"),
-            p.ip_key("127.0.0.1".parse().unwrap())
-        );
+        assert_ne!(p.subject(&site, "x"), p.ip_key("127.0.0.1".parse().unwrap()));
     }
 }

@@ -14,9 +14,7 @@ use serde::{Deserialize, Serialize};
 ///
 /// Milliseconds keep message ordering readable for people; DynamoDB's TTL
 /// attribute needs seconds, see [`Timestamp::epoch_seconds`].
-#[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Timestamp(i64);
 
@@ -40,27 +38,17 @@ impl Timestamp {
     /// lands before the instant it stands for.
     pub const fn epoch_seconds(self) -> i64 {
         let s = self.0.div_euclid(1000);
-        if self.0.rem_euclid(1000) == 0 {
-            s
-        } else {
-            s + 1
-        }
+        if self.0.rem_euclid(1000) == 0 { s } else { s + 1 }
     }
 
     /// This instant plus a duration (saturating).
     pub fn plus(self, d: Duration) -> Self {
-        Self(
-            self.0
-                .saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
-        )
+        Self(self.0.saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)))
     }
 
     /// This instant minus a duration (saturating).
     pub fn minus(self, d: Duration) -> Self {
-        Self(
-            self.0
-                .saturating_sub(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
-        )
+        Self(self.0.saturating_sub(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)))
     }
 
     /// Time from `self` until `later`, zero if `later` is not after `self`.
@@ -167,10 +155,7 @@ mod tests {
 
     #[test]
     fn rfc3339_matches_known_instants() {
-        assert_eq!(
-            Timestamp::from_millis(0).to_rfc3339(),
-            "1970-01-01T00:00:00.000Z"
-        );
+        assert_eq!(Timestamp::from_millis(0).to_rfc3339(), "1970-01-01T00:00:00.000Z");
         // 2026-11-23T02:24:26.123Z
         assert_eq!(
             Timestamp::from_millis(1_795_400_666_123).to_rfc3339(),

@@ -125,10 +125,7 @@ pub fn is_eu_region(region: &str) -> bool {
 }
 
 fn loopback_endpoint(var: &'static str, value: &str) -> Result<String, ConfigError> {
-    let url = url::Url::parse(value).map_err(|_| ConfigError::Invalid {
-        var,
-        why: "not a URL",
-    })?;
+    let url = url::Url::parse(value).map_err(|_| ConfigError::Invalid { var, why: "not a URL" })?;
     let loopback = match url.host() {
         Some(url::Host::Domain(d)) => d == "localhost",
         Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
@@ -164,8 +161,7 @@ impl Config {
             }
         };
         let local = if local_mode {
-            let dynamodb = get(vars::DYNAMODB_ENDPOINT)
-                .ok_or(ConfigError::Missing(vars::DYNAMODB_ENDPOINT))?;
+            let dynamodb = get(vars::DYNAMODB_ENDPOINT).ok_or(ConfigError::Missing(vars::DYNAMODB_ENDPOINT))?;
             Some(LocalEndpoints {
                 dynamodb: loopback_endpoint(vars::DYNAMODB_ENDPOINT, &dynamodb)?,
                 apigw: get(vars::APIGW_ENDPOINT)
@@ -203,26 +199,21 @@ impl Config {
                 Some(s) => Ok(Some(s.into_bytes())),
             }
         };
-        let current = secret(vars::AGENT_TOKEN_SECRET)?
-            .ok_or(ConfigError::Missing(vars::AGENT_TOKEN_SECRET))?;
+        let current = secret(vars::AGENT_TOKEN_SECRET)?.ok_or(ConfigError::Missing(vars::AGENT_TOKEN_SECRET))?;
         let previous = secret(vars::AGENT_TOKEN_SECRET_PREVIOUS)?;
-        let pseudonym_key =
-            secret(vars::PSEUDONYM_KEY)?.ok_or(ConfigError::Missing(vars::PSEUDONYM_KEY))?;
-        let number =
-            |var: &'static str, default: usize, range: std::ops::RangeInclusive<usize>| match get(
-                var,
-            ) {
-                None => Ok(default),
-                Some(v) => v
-                    .trim()
-                    .parse::<usize>()
-                    .ok()
-                    .filter(|n| range.contains(n))
-                    .ok_or(ConfigError::Invalid {
-                        var,
-                        why: "must be a whole number within the documented range",
-                    }),
-            };
+        let pseudonym_key = secret(vars::PSEUDONYM_KEY)?.ok_or(ConfigError::Missing(vars::PSEUDONYM_KEY))?;
+        let number = |var: &'static str, default: usize, range: std::ops::RangeInclusive<usize>| match get(var) {
+            None => Ok(default),
+            Some(v) => v
+                .trim()
+                .parse::<usize>()
+                .ok()
+                .filter(|n| range.contains(n))
+                .ok_or(ConfigError::Invalid {
+                    var,
+                    why: "must be a whole number within the documented range",
+                }),
+        };
         let max_message_bytes = number(
             vars::MAX_MESSAGE_BYTES,
             DEFAULT_MAX_MESSAGE_BYTES,
@@ -253,15 +244,9 @@ impl Config {
         let loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .region(aws_config::Region::new(self.region.clone()));
         let loader = match &self.local {
-            Some(local) => loader
-                .endpoint_url(local.dynamodb.clone())
-                .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-                    "local",
-                    "local",
-                    None,
-                    None,
-                    "eurochat-local",
-                )),
+            Some(local) => loader.endpoint_url(local.dynamodb.clone()).credentials_provider(
+                aws_sdk_dynamodb::config::Credentials::new("local", "local", None, None, "eurochat-local"),
+            ),
             None => loader,
         };
         loader.load().await
@@ -302,13 +287,7 @@ mod tests {
             env.insert(vars::REGION, r.to_owned());
             assert!(load(&env).is_ok(), "{r}");
         }
-        for r in [
-            "us-east-1",
-            "eu-west-2",
-            "eu-central-2",
-            "me-central-1",
-            "EU-CENTRAL-1",
-        ] {
+        for r in ["us-east-1", "eu-west-2", "eu-central-2", "me-central-1", "EU-CENTRAL-1"] {
             let mut env = base();
             env.insert(vars::REGION, r.to_owned());
             let err = load(&env).unwrap_err();
@@ -335,10 +314,7 @@ mod tests {
             })
         ));
         env.remove(vars::DYNAMODB_ENDPOINT);
-        assert_eq!(
-            load(&env).unwrap_err(),
-            ConfigError::Missing(vars::DYNAMODB_ENDPOINT)
-        );
+        assert_eq!(load(&env).unwrap_err(), ConfigError::Missing(vars::DYNAMODB_ENDPOINT));
     }
 
     #[test]
@@ -358,16 +334,10 @@ mod tests {
     fn missing_and_weak_secrets_are_named() {
         let mut env = base();
         env.remove(vars::AGENT_TOKEN_SECRET);
-        assert_eq!(
-            load(&env).unwrap_err(),
-            ConfigError::Missing(vars::AGENT_TOKEN_SECRET)
-        );
+        assert_eq!(load(&env).unwrap_err(), ConfigError::Missing(vars::AGENT_TOKEN_SECRET));
         env.insert(vars::AGENT_TOKEN_SECRET, "short".to_owned());
         let err = load(&env).unwrap_err();
-        assert!(
-            err.to_string()
-                .starts_with("EUROCHAT_AGENT_TOKEN_SECRET is invalid")
-        );
+        assert!(err.to_string().starts_with("EUROCHAT_AGENT_TOKEN_SECRET is invalid"));
         assert!(
             !err.to_string().contains("short"),
             "the value never appears in the message"

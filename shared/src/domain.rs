@@ -57,9 +57,8 @@ fn random_hex_id(prefix: &str) -> String {
 }
 
 fn is_prefixed_hex_id(s: &str, prefix: &str) -> bool {
-    s.strip_prefix(prefix).is_some_and(|rest| {
-        rest.len() == 32 && rest.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-    })
+    s.strip_prefix(prefix)
+        .is_some_and(|rest| rest.len() == 32 && rest.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
 }
 
 macro_rules! string_newtype {
@@ -109,8 +108,7 @@ impl SiteId {
     /// Validates a site id.
     pub fn parse(s: &str) -> Result<Self, ValidationError> {
         let ok = (3..=64).contains(&s.len())
-            && s.bytes()
-                .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'-'))
+            && s.bytes().all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'-'))
             && !s.starts_with('-')
             && !s.ends_with('-');
         if ok {
@@ -197,16 +195,12 @@ impl ConnectionId {
     /// Validates a connection id.
     pub fn parse(s: &str) -> Result<Self, ValidationError> {
         let ok = (1..=128).contains(&s.len())
-            && s.bytes().all(|b| {
-                b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=' | b'-' | b'_')
-            });
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=' | b'-' | b'_'));
         if ok {
             Ok(Self(s.to_owned()))
         } else {
-            Err(ValidationError::new(
-                "connectionId",
-                "is not a connection id",
-            ))
+            Err(ValidationError::new("connectionId", "is not a connection id"))
         }
     }
 }
@@ -255,13 +249,8 @@ impl MessageText {
         if s.trim().is_empty() {
             return Err(ValidationError::new("text", "must not be empty"));
         }
-        if s.chars()
-            .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
-        {
-            return Err(ValidationError::new(
-                "text",
-                "must not contain control characters",
-            ));
+        if s.chars().any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')) {
+            return Err(ValidationError::new("text", "must not contain control characters"));
         }
         Ok(Self(s.to_owned()))
     }
@@ -375,10 +364,8 @@ string_newtype!(
 impl Origin {
     /// Validates and normalises an origin.
     pub fn parse(s: &str) -> Result<Self, ValidationError> {
-        const BAD: ValidationError = ValidationError::new(
-            "origin",
-            "must be https://host[:port] (http only for localhost)",
-        );
+        const BAD: ValidationError =
+            ValidationError::new("origin", "must be https://host[:port] (http only for localhost)");
         let url = url::Url::parse(s.trim()).map_err(|_| BAD)?;
         let host = url.host_str().ok_or(BAD)?;
         let local = matches!(host, "localhost" | "127.0.0.1" | "[::1]");
@@ -568,6 +555,12 @@ pub struct Session {
     /// without a readable email in an index key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email_lookup: Option<String>,
+    /// Highest sequence the visitor has read.
+    #[serde(default)]
+    pub visitor_read_seq: u64,
+    /// Highest sequence an agent has read.
+    #[serde(default)]
+    pub agent_read_seq: u64,
     /// Start of the current message rate-limit window.
     #[serde(default)]
     pub rate_window_start: Timestamp,
@@ -725,16 +718,7 @@ mod tests {
     #[test]
     fn site_id_accepts_slugs_and_refuses_the_rest() {
         assert!(SiteId::parse("acme-shop").is_ok());
-        for bad in [
-            "",
-            "ab",
-            "-abc",
-            "abc-",
-            "ABC",
-            "a b c",
-            "äbc",
-            &"a".repeat(65),
-        ] {
+        for bad in ["", "ab", "-abc", "abc-", "ABC", "a b c", "äbc", &"a".repeat(65)] {
             assert!(SiteId::parse(bad).is_err(), "{bad:?} accepted");
         }
     }

@@ -142,8 +142,7 @@ impl ApiError {
     /// request (e.g. its `clientMsgId`) so the widget can match the failure.
     pub fn ws_frame(&self, ref_id: Option<&str>) -> serde_json::Value {
         let mut v = serde_json::json!({ "type": "error" });
-        if let (Some(obj), Ok(serde_json::Value::Object(body))) =
-            (v.as_object_mut(), serde_json::to_value(self.body()))
+        if let (Some(obj), Ok(serde_json::Value::Object(body))) = (v.as_object_mut(), serde_json::to_value(self.body()))
         {
             obj.extend(body);
             if let Some(r) = ref_id {
@@ -216,9 +215,7 @@ impl From<AuthError> for ApiError {
         match e {
             AuthError::Expired => Self::new(ErrorCode::TokenExpired, "token expired"),
             // Malformed and invalid look the same to a client: no oracle for forgeries.
-            AuthError::Malformed | AuthError::Invalid => {
-                Self::new(ErrorCode::Unauthorized, "invalid or missing token")
-            }
+            AuthError::Malformed | AuthError::Invalid => Self::new(ErrorCode::Unauthorized, "invalid or missing token"),
         }
     }
 }
@@ -297,13 +294,7 @@ mod tests {
 
     #[test]
     fn auth_errors_do_not_distinguish_forgery_from_garbage() {
-        assert_eq!(
-            ApiError::from(AuthError::Malformed),
-            ApiError::from(AuthError::Invalid)
-        );
-        assert_eq!(
-            ApiError::from(AuthError::Expired).code,
-            ErrorCode::TokenExpired
-        );
+        assert_eq!(ApiError::from(AuthError::Malformed), ApiError::from(AuthError::Invalid));
+        assert_eq!(ApiError::from(AuthError::Expired).code, ErrorCode::TokenExpired);
     }
 }

@@ -102,6 +102,12 @@ impl ConnectionGateway for ApiGatewayManagement {
     }
 }
 
+/// Gives a handler the gateway for the API and stage a request came through.
+pub trait GatewayFactory: Send + Sync {
+    /// The gateway for a request's `domainName` and `stage`.
+    fn for_request(&self, domain_name: &str, stage: &str) -> Arc<dyn ConnectionGateway>;
+}
+
 /// Management API clients, one per endpoint, built on first use.
 #[derive(Debug)]
 pub struct ManagementClients {
@@ -130,7 +136,7 @@ impl ManagementClients {
     }
 
     /// The client for a request's `domainName` and `stage`.
-    pub fn for_request(&self, domain_name: &str, stage: &str) -> Arc<ApiGatewayManagement> {
+    pub fn client(&self, domain_name: &str, stage: &str) -> Arc<ApiGatewayManagement> {
         let endpoint = self.endpoint(domain_name, stage);
         let mut clients = self.clients.lock().unwrap_or_else(PoisonError::into_inner);
         Arc::clone(
@@ -138,6 +144,12 @@ impl ManagementClients {
                 .entry(endpoint)
                 .or_insert_with_key(|e| Arc::new(ApiGatewayManagement::new(&self.sdk, e))),
         )
+    }
+}
+
+impl GatewayFactory for ManagementClients {
+    fn for_request(&self, domain_name: &str, stage: &str) -> Arc<dyn ConnectionGateway> {
+        self.client(domain_name, stage)
     }
 }
 
@@ -151,6 +163,7 @@ pub struct RecordingGateway {
 struct RecordingState {
     sent: Vec<(ConnectionId, Vec<u8>)>,
     closed: Vec<ConnectionId>,
+    endpoints: Vec<(String, String)>,
     gone: HashSet<ConnectionId>,
     failing: HashSet<ConnectionId>,
 }
@@ -186,6 +199,11 @@ impl RecordingGateway {
             .collect()
     }
 
+    /// The (domain name, stage) pairs handlers asked for a gateway for.
+    pub fn endpoints(&self) -> Vec<(String, String)> {
+        self.lock().endpoints.clone()
+    }
+
     /// Connections closed, in order.
     pub fn closed(&self) -> Vec<ConnectionId> {
         self.lock().closed.clone()
@@ -218,6 +236,13 @@ impl ConnectionGateway for RecordingGateway {
     }
 }
 
+impl GatewayFactory for Arc<RecordingGateway> {
+    fn for_request(&self, domain_name: &str, stage: &str) -> Arc<dyn ConnectionGateway> {
+        self.lock().endpoints.push((domain_name.to_owned(), stage.to_owned()));
+        Arc::clone(self) as Arc<dyn ConnectionGateway>
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -245,9 +270,9 @@ mod tests {
             clients.endpoint("abc.execute-api.eu-central-1.amazonaws.com", "prod"),
             "https://abc.execute-api.eu-central-1.amazonaws.com/prod"
         );
-        let a = clients.for_request("d1", "prod");
-        let b = clients.for_request("d1", "prod");
+        let a = clients.client("d1", "prod");
+        let b = clients.client("d1", "prod");
         assert!(Arc::ptr_eq(&a, &b));
-        assert!(!Arc::ptr_eq(&a, &clients.for_request("d2", "prod")));
+        assert!(!Arc::ptr_eq(&a, &clients.client("d2", "prod")));
     }
 }

@@ -1,5 +1,6 @@
 //! eurochat's chat core: everything the Lambda functions share.
 //!
+//! - [`api`]: request views, frames and fan-out shared by the functions.
 //! - [`domain`]: validated identifiers and the records of the chat.
 //! - [`policy`]: privacy and expiry rules (TTLs, IP truncation, rate windows).
 //! - [`storage`]: capability traits with a DynamoDB and an in-memory adapter.
@@ -12,6 +13,7 @@
 
 #![warn(missing_docs)]
 
+pub mod api;
 pub mod auth;
 pub mod clock;
 pub mod config;

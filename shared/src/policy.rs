@@ -67,9 +67,7 @@ impl IpPolicy {
             Self::Truncated => {
                 let prefix = if ip.is_ipv4() { 24 } else { 48 };
                 // Both prefixes are within range for their family, so this cannot fail.
-                ipnet::IpNet::new(ip, prefix)
-                    .ok()
-                    .map(|n| n.trunc().to_string())
+                ipnet::IpNet::new(ip, prefix).ok().map(|n| n.trunc().to_string())
             }
         }
     }
@@ -102,16 +100,10 @@ impl RetentionPolicy {
     pub fn validate(&self) -> Result<(), crate::domain::ValidationError> {
         use crate::domain::ValidationError;
         if !(1..=MAX_RETENTION_DAYS).contains(&self.conversation_days) {
-            return Err(ValidationError::new(
-                "conversationDays",
-                "must be between 1 and 3650",
-            ));
+            return Err(ValidationError::new("conversationDays", "must be between 1 and 3650"));
         }
         if !(1..=MAX_RETENTION_DAYS).contains(&self.ip_retention_days) {
-            return Err(ValidationError::new(
-                "ipRetentionDays",
-                "must be between 1 and 3650",
-            ));
+            return Err(ValidationError::new("ipRetentionDays", "must be between 1 and 3650"));
         }
         Ok(())
     }
@@ -176,30 +168,17 @@ pub enum RateDecision {
 impl RateLimit {
     /// The start of the window containing `now`.
     pub fn window_start(&self, now: Timestamp) -> Timestamp {
-        let w = i64::try_from(self.window.as_millis())
-            .unwrap_or(i64::MAX)
-            .max(1);
+        let w = i64::try_from(self.window.as_millis()).unwrap_or(i64::MAX).max(1);
         Timestamp::from_millis(now.millis() - now.millis().rem_euclid(w))
     }
 
     /// Counts one request given the stored window start and count.
-    pub fn check(
-        &self,
-        stored_start: Timestamp,
-        stored_count: u32,
-        now: Timestamp,
-    ) -> RateDecision {
+    pub fn check(&self, stored_start: Timestamp, stored_count: u32, now: Timestamp) -> RateDecision {
         let start = self.window_start(now);
-        let count = if stored_start == start {
-            stored_count
-        } else {
-            0
-        };
+        let count = if stored_start == start { stored_count } else { 0 };
         if count >= self.limit {
             RateDecision::Limited {
-                retry_after: now
-                    .until(start.plus(self.window))
-                    .max(Duration::from_secs(1)),
+                retry_after: now.until(start.plus(self.window)).max(Duration::from_secs(1)),
             }
         } else {
             RateDecision::Allowed {
@@ -232,6 +211,8 @@ mod tests {
             user_agent: None,
             prechat: None,
             email_lookup: None,
+            visitor_read_seq: 0,
+            agent_read_seq: 0,
             rate_window_start: Timestamp::from_secs(0),
             rate_count: 0,
             expires_at: Timestamp::from_secs(0),
@@ -261,14 +242,8 @@ mod tests {
     fn ip_policy_truncates_by_family() {
         let v4: IpAddr = "203.0.113.77".parse().unwrap();
         let v6: IpAddr = "2001:db8:1234:5678::1".parse().unwrap();
-        assert_eq!(
-            IpPolicy::Truncated.apply(v4).as_deref(),
-            Some("203.0.113.0/24")
-        );
-        assert_eq!(
-            IpPolicy::Truncated.apply(v6).as_deref(),
-            Some("2001:db8:1234::/48")
-        );
+        assert_eq!(IpPolicy::Truncated.apply(v4).as_deref(), Some("203.0.113.0/24"));
+        assert_eq!(IpPolicy::Truncated.apply(v6).as_deref(), Some("2001:db8:1234::/48"));
         assert_eq!(IpPolicy::Full.apply(v4).as_deref(), Some("203.0.113.77"));
         assert_eq!(IpPolicy::None.apply(v6), None);
         assert_eq!(IpPolicy::default(), IpPolicy::Truncated);
@@ -281,11 +256,7 @@ mod tests {
             window: Duration::from_secs(60),
         };
         let t0 = Timestamp::from_secs(120); // a window boundary
-        let RateDecision::Allowed {
-            window_start,
-            count,
-        } = rl.check(Timestamp::from_secs(0), 0, t0)
-        else {
+        let RateDecision::Allowed { window_start, count } = rl.check(Timestamp::from_secs(0), 0, t0) else {
             panic!("first request refused")
         };
         assert_eq!((window_start, count), (t0, 1));

@@ -58,10 +58,7 @@ where
 }
 
 /// The JSON subscriber with an explicit filter (tests use [`filter_at`]`("trace")`).
-pub fn json_subscriber_with<W>(
-    writer: W,
-    filter: EnvFilter,
-) -> impl tracing::Subscriber + Send + Sync
+pub fn json_subscriber_with<W>(writer: W, filter: EnvFilter) -> impl tracing::Subscriber + Send + Sync
 where
     W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
 {
@@ -145,14 +142,11 @@ mod tests {
     #[test]
     fn payload_logging_crates_are_capped_even_at_trace() {
         let logs = CapturedLogs::new();
-        tracing::subscriber::with_default(
-            json_subscriber_with(logs.clone(), filter_at("trace")),
-            || {
-                tracing::debug!(target: "aws_smithy_runtime::client::orchestrator", "request body would be here");
-                tracing::warn!(target: "aws_smithy_runtime::client::orchestrator", "a warning passes");
-                tracing::trace!(target: "chat_core::storage", "our own trace passes");
-            },
-        );
+        tracing::subscriber::with_default(json_subscriber_with(logs.clone(), filter_at("trace")), || {
+            tracing::debug!(target: "aws_smithy_runtime::client::orchestrator", "request body would be here");
+            tracing::warn!(target: "aws_smithy_runtime::client::orchestrator", "a warning passes");
+            tracing::trace!(target: "chat_core::storage", "our own trace passes");
+        });
         let text = logs.text();
         assert!(!text.contains("request body"), "{text}");
         assert!(
@@ -169,9 +163,6 @@ mod tests {
         });
         let line = logs.text();
         let v: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
-        assert_eq!(
-            (v["message"].as_str(), v["count"].as_u64()),
-            (Some("sent"), Some(3))
-        );
+        assert_eq!((v["message"].as_str(), v["count"].as_u64()), (Some("sent"), Some(3)));
     }
 }

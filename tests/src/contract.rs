@@ -39,6 +39,8 @@ macro_rules! contract_suite {
             audit_is_append_only_and_newest_first,
             ip_rate_limit_counts_per_window,
             foreign_cursors_are_refused,
+            prechat_is_recorded_and_found_by_email,
+            read_markers_only_move_forward,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -76,27 +78,16 @@ pub async fn sites_round_trip_and_page<B: Backend>(b: &B) {
         .unwrap()
         .expect("site-a");
     assert_eq!(a, site("site-a"));
-    assert_eq!(
-        st.get_site(&SiteId::parse("nope").unwrap()).await.unwrap(),
-        None
-    );
+    assert_eq!(st.get_site(&SiteId::parse("nope").unwrap()).await.unwrap(), None);
 
     let first = st.list_sites(None, 2).await.unwrap();
     assert_eq!(
-        first
-            .items
-            .iter()
-            .map(|s| s.id.as_str())
-            .collect::<Vec<_>>(),
+        first.items.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(),
         ["site-a", "site-b"]
     );
     let second = st.list_sites(first.next.as_deref(), 2).await.unwrap();
     assert_eq!(
-        second
-            .items
-            .iter()
-            .map(|s| s.id.as_str())
-            .collect::<Vec<_>>(),
+        second.items.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(),
         ["site-c"]
     );
     assert_eq!(second.next, None);
@@ -110,10 +101,7 @@ pub async fn sites_round_trip_and_page<B: Backend>(b: &B) {
         created_at: T0,
     };
     st.put_agent(&agent).await.unwrap();
-    assert_eq!(
-        st.get_agent(&a.id, &agent.id).await.unwrap(),
-        Some(agent.clone())
-    );
+    assert_eq!(st.get_agent(&a.id, &agent.id).await.unwrap(), Some(agent.clone()));
     assert_eq!(
         st.get_agent(&SiteId::parse("site-b").unwrap(), &agent.id)
             .await
@@ -127,20 +115,11 @@ pub async fn sites_round_trip_and_page<B: Backend>(b: &B) {
 pub async fn sessions_are_created_once_and_read_back<B: Backend>(b: &B) {
     let site = seeded(b, "acme").await;
     let mut s = new_session(b, &site, T0).await;
-    assert_eq!(
-        b.store().get_session(&s.id, T0).await.unwrap(),
-        Some(s.clone())
-    );
+    assert_eq!(b.store().get_session(&s.id, T0).await.unwrap(), Some(s.clone()));
     let original = s.clone();
     s.user_agent = Some("other".into());
-    assert_eq!(
-        b.store().create_session(&s).await,
-        Err(StoreError::AlreadyExists)
-    );
-    assert_eq!(
-        b.store().get_session(&s.id, T0).await.unwrap(),
-        Some(original)
-    );
+    assert_eq!(b.store().create_session(&s).await, Err(StoreError::AlreadyExists));
+    assert_eq!(b.store().get_session(&s.id, T0).await.unwrap(), Some(original));
 }
 
 /// GIVEN an empty session WHEN 30 minutes pass after its last access THEN it is gone,
@@ -149,13 +128,7 @@ pub async fn empty_session_expires_30_minutes_after_last_access<B: Backend>(b: &
     let site = seeded(b, "acme").await;
     let s = new_session(b, &site, T0).await;
     assert_eq!(s.expires_at, at_min(30));
-    assert!(
-        b.store()
-            .get_session(&s.id, at_min(29))
-            .await
-            .unwrap()
-            .is_some()
-    );
+    assert!(b.store().get_session(&s.id, at_min(29)).await.unwrap().is_some());
     assert_eq!(
         b.store().get_session(&s.id, at_min(30)).await.unwrap(),
         None,
@@ -174,17 +147,8 @@ pub async fn empty_session_expires_30_minutes_after_last_access<B: Backend>(b: &
         )
         .await
         .unwrap();
-    assert_eq!(
-        (touched.last_access_at, touched.expires_at),
-        (at_min(20), at_min(50))
-    );
-    assert!(
-        b.store()
-            .get_session(&t.id, at_min(45))
-            .await
-            .unwrap()
-            .is_some()
-    );
+    assert_eq!((touched.last_access_at, touched.expires_at), (at_min(20), at_min(50)));
+    assert!(b.store().get_session(&t.id, at_min(45)).await.unwrap().is_some());
     assert_eq!(
         b.store()
             .touch_session(
@@ -235,10 +199,7 @@ pub async fn returning_visitor_renews_token_for_six_months<B: Backend>(b: &B) {
         )
         .await
         .unwrap();
-    assert_eq!(
-        renewed.token_expires_at,
-        policy::visitor_token_expiry(later)
-    );
+    assert_eq!(renewed.token_expires_at, policy::visitor_token_expiry(later));
     assert_eq!(renewed.last_access_at, later);
     assert_eq!(
         renewed.expires_at,
@@ -272,17 +233,10 @@ pub async fn first_message_turns_session_into_conversation<B: Backend>(b: &B) {
         .list_conversations(&site.id, None, None, 10, at_min(45))
         .await
         .unwrap();
-    assert_eq!(
-        listed.items.iter().map(|c| &c.id).collect::<Vec<_>>(),
-        [&s.id]
-    );
+    assert_eq!(listed.items.iter().map(|c| &c.id).collect::<Vec<_>>(), [&s.id]);
     b.ttl_sweep(at_min(60)).await;
     assert!(
-        b.store()
-            .get_session(&s.id, at_min(60))
-            .await
-            .unwrap()
-            .is_some(),
+        b.store().get_session(&s.id, at_min(60)).await.unwrap().is_some(),
         "the sweeper keeps conversations"
     );
 }
@@ -303,10 +257,7 @@ pub async fn append_is_idempotent_per_author_and_client_id<B: Backend>(b: &B) {
         .await
         .unwrap();
     assert!(retry.duplicate);
-    assert_eq!(
-        retry.message, first.message,
-        "the retry is answered with the original"
-    );
+    assert_eq!(retry.message, first.message, "the retry is answered with the original");
     let agent = b
         .store()
         .append_message(&agent_msg(&s, "alice", "c-1", "hi"), at_min(3), None)
@@ -319,12 +270,7 @@ pub async fn append_is_idempotent_per_author_and_client_id<B: Backend>(b: &B) {
     );
     let page = b.store().list_messages(&s.id, 0, 10).await.unwrap();
     assert_eq!(page.messages.len(), 2);
-    let session = b
-        .store()
-        .get_session(&s.id, at_min(3))
-        .await
-        .unwrap()
-        .unwrap();
+    let session = b.store().get_session(&s.id, at_min(3)).await.unwrap().unwrap();
     assert_eq!(session.last_seq, 2);
 }
 
@@ -340,29 +286,18 @@ pub async fn sequence_is_total_and_history_pages_without_gaps<B: Backend>(b: &B)
             visitor_msg(&s, &format!("v{i}"), "question")
         };
         assert_eq!(
-            b.store()
-                .append_message(&m, at_min(i), None)
-                .await
-                .unwrap()
-                .message
-                .seq,
+            b.store().append_message(&m, at_min(i), None).await.unwrap().message.seq,
             i
         );
     }
     let p = b.store().list_messages(&s.id, 2, 2).await.unwrap();
     assert_eq!(
-        (
-            p.messages.iter().map(|m| m.seq).collect::<Vec<_>>(),
-            p.has_more
-        ),
+        (p.messages.iter().map(|m| m.seq).collect::<Vec<_>>(), p.has_more),
         (vec![3, 4], true)
     );
     let p = b.store().list_messages(&s.id, 4, 2).await.unwrap();
     assert_eq!(
-        (
-            p.messages.iter().map(|m| m.seq).collect::<Vec<_>>(),
-            p.has_more
-        ),
+        (p.messages.iter().map(|m| m.seq).collect::<Vec<_>>(), p.has_more),
         (vec![5], false)
     );
     let p = b.store().list_messages(&s.id, 5, 2).await.unwrap();
@@ -376,18 +311,9 @@ pub async fn sequence_is_total_and_history_pages_without_gaps<B: Backend>(b: &B)
 pub async fn concurrent_appends_get_distinct_sequences<B: Backend>(b: &B) {
     let site = seeded(b, "acme").await;
     let s = new_session(b, &site, T0).await;
-    let msgs: Vec<NewMessage> = (0..5)
-        .map(|i| visitor_msg(&s, &format!("c{i}"), "hi"))
-        .collect();
-    let results = futures_join(
-        msgs.iter()
-            .map(|m| b.store().append_message(m, at_min(1), None)),
-    )
-    .await;
-    let seqs: BTreeSet<u64> = results
-        .into_iter()
-        .map(|r| r.expect("append").message.seq)
-        .collect();
+    let msgs: Vec<NewMessage> = (0..5).map(|i| visitor_msg(&s, &format!("c{i}"), "hi")).collect();
+    let results = futures_join(msgs.iter().map(|m| b.store().append_message(m, at_min(1), None))).await;
+    let seqs: BTreeSet<u64> = results.into_iter().map(|r| r.expect("append").message.seq).collect();
     assert_eq!(seqs, (1..=5).collect());
 }
 
@@ -435,11 +361,7 @@ pub async fn session_message_rate_is_limited_and_retries_are_free<B: Backend>(b:
         .unwrap();
     let refused = b
         .store()
-        .append_message(
-            &visitor_msg(&s, "c3", "three"),
-            T0.plus(Duration::from_secs(20)),
-            rate,
-        )
+        .append_message(&visitor_msg(&s, "c3", "three"), T0.plus(Duration::from_secs(20)), rate)
         .await;
     assert_eq!(
         refused,
@@ -449,36 +371,21 @@ pub async fn session_message_rate_is_limited_and_retries_are_free<B: Backend>(b:
     );
     let retry = b
         .store()
-        .append_message(
-            &visitor_msg(&s, "c2", "two"),
-            T0.plus(Duration::from_secs(21)),
-            rate,
-        )
+        .append_message(&visitor_msg(&s, "c2", "two"), T0.plus(Duration::from_secs(21)), rate)
         .await
         .unwrap();
     assert!(retry.duplicate);
-    assert_eq!(
-        b.store()
-            .list_messages(&s.id, 0, 10)
-            .await
-            .unwrap()
-            .messages
-            .len(),
-        2
-    );
+    assert_eq!(b.store().list_messages(&s.id, 0, 10).await.unwrap().messages.len(), 2);
     let next_minute = b
         .store()
-        .append_message(
-            &visitor_msg(&s, "c3", "three"),
-            T0.plus(Duration::from_secs(61)),
-            rate,
-        )
+        .append_message(&visitor_msg(&s, "c3", "three"), T0.plus(Duration::from_secs(61)), rate)
         .await
         .unwrap();
     assert_eq!(next_minute.message.seq, 3);
 }
 
-/// GIVEN no session, or an expired one, WHEN a message is appended THEN NotFound and nothing is stored.
+/// GIVEN no session, another site's, or an expired one, WHEN a message is appended THEN
+/// NotFound and nothing is stored.
 pub async fn appending_to_missing_or_expired_session_stores_nothing<B: Backend>(b: &B) {
     let site = seeded(b, "acme").await;
     let ghost = session(&site, T0);
@@ -489,20 +396,20 @@ pub async fn appending_to_missing_or_expired_session_stores_nothing<B: Backend>(
         Err(StoreError::NotFound)
     );
     let s = new_session(b, &site, T0).await;
+    let mut foreign = agent_msg(&s, "eve", "c1", "x");
+    foreign.site_id = SiteId::parse("other-site").unwrap();
+    assert_eq!(
+        b.store().append_message(&foreign, at_min(1), None).await,
+        Err(StoreError::NotFound),
+        "another site's session"
+    );
     assert_eq!(
         b.store()
             .append_message(&visitor_msg(&s, "c1", "x"), at_min(31), None)
             .await,
         Err(StoreError::NotFound)
     );
-    assert!(
-        b.store()
-            .list_messages(&s.id, 0, 10)
-            .await
-            .unwrap()
-            .messages
-            .is_empty()
-    );
+    assert!(b.store().list_messages(&s.id, 0, 10).await.unwrap().messages.is_empty());
     assert!(
         b.store()
             .list_messages(&ghost.id, 0, 10)
@@ -529,15 +436,8 @@ pub async fn connections_fan_out_by_conversation_and_site<B: Backend>(b: &B) {
         st.put_connection(c).await.unwrap();
     }
     st.put_connection(&v).await.unwrap(); // idempotent
-    assert_eq!(
-        st.get_connection(&v.id, at_min(1)).await.unwrap(),
-        Some(v.clone())
-    );
-    let ids = |cs: Vec<Connection>| {
-        cs.into_iter()
-            .map(|c| c.id.to_string())
-            .collect::<BTreeSet<_>>()
-    };
+    assert_eq!(st.get_connection(&v.id, at_min(1)).await.unwrap(), Some(v.clone()));
+    let ids = |cs: Vec<Connection>| cs.into_iter().map(|c| c.id.to_string()).collect::<BTreeSet<_>>();
     assert_eq!(
         ids(st.conversation_connections(&s.id, at_min(1)).await.unwrap()),
         BTreeSet::from(["VISITOR1=".to_owned()])
@@ -547,12 +447,7 @@ pub async fn connections_fan_out_by_conversation_and_site<B: Backend>(b: &B) {
         BTreeSet::from(["AGENT1=".into(), "AGENT2=".into()])
     );
 
-    assert_eq!(
-        st.join_conversation(&a1.id, &s.id, at_min(2))
-            .await
-            .unwrap(),
-        a1
-    );
+    assert_eq!(st.join_conversation(&a1.id, &s.id, at_min(2)).await.unwrap(), a1);
     assert_eq!(
         ids(st.conversation_connections(&s.id, at_min(2)).await.unwrap()),
         BTreeSet::from(["VISITOR1=".into(), "AGENT1=".into()])
@@ -602,13 +497,7 @@ pub async fn expired_connections_are_absent<B: Backend>(b: &B) {
             .unwrap()
             .is_empty()
     );
-    assert!(
-        b.store()
-            .agent_connections(&site.id, later)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(b.store().agent_connections(&site.id, later).await.unwrap().is_empty());
 }
 
 /// GIVEN conversations of two sites WHEN an agent lists theirs THEN only their site's live
@@ -647,12 +536,7 @@ pub async fn conversations_list_newest_first_by_site_and_status<B: Backend>(b: &
         .list_conversations(&site.id, None, p1.next.as_deref(), 2, now)
         .await
         .unwrap();
-    let listed: Vec<_> = p1
-        .items
-        .iter()
-        .chain(&p2.items)
-        .map(|s| s.id.clone())
-        .collect();
+    let listed: Vec<_> = p1.items.iter().chain(&p2.items).map(|s| s.id.clone()).collect();
     assert_eq!(listed, vec![ids[2].clone(), ids[1].clone(), ids[0].clone()]);
     let open = b
         .store()
@@ -685,11 +569,7 @@ pub async fn erasing_a_session_removes_everything_in_it<B: Backend>(b: &B) {
     let keep = new_session(b, &site, T0).await;
     for i in 0..30 {
         b.store()
-            .append_message(
-                &visitor_msg(&s, &format!("c{i}"), "private words"),
-                at_min(1),
-                None,
-            )
+            .append_message(&visitor_msg(&s, &format!("c{i}"), "private words"), at_min(1), None)
             .await
             .unwrap();
     }
@@ -701,10 +581,7 @@ pub async fn erasing_a_session_removes_everything_in_it<B: Backend>(b: &B) {
     let a = agent_conn("AGENT1=", &site, "alice", T0);
     b.store().put_connection(&v).await.unwrap();
     b.store().put_connection(&a).await.unwrap();
-    b.store()
-        .join_conversation(&a.id, &s.id, at_min(2))
-        .await
-        .unwrap();
+    b.store().join_conversation(&a.id, &s.id, at_min(2)).await.unwrap();
 
     let counts = b.store().erase_session(&s.id).await.unwrap();
     assert_eq!(counts.0.get("session"), Some(&1));
@@ -724,13 +601,7 @@ pub async fn erasing_a_session_removes_everything_in_it<B: Backend>(b: &B) {
             .is_empty()
     );
     assert_eq!(b.store().get_connection(&v.id, now).await.unwrap(), None);
-    assert!(
-        b.store()
-            .conversation_connections(&s.id, now)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(b.store().conversation_connections(&s.id, now).await.unwrap().is_empty());
     assert_eq!(
         b.store().get_connection(&a.id, now).await.unwrap(),
         Some(a.clone()),
@@ -744,12 +615,7 @@ pub async fn erasing_a_session_removes_everything_in_it<B: Backend>(b: &B) {
             .is_empty()
     );
     assert_eq!(
-        b.store()
-            .list_messages(&keep.id, 0, 10)
-            .await
-            .unwrap()
-            .messages
-            .len(),
+        b.store().list_messages(&keep.id, 0, 10).await.unwrap().messages.len(),
         1,
         "other sessions untouched"
     );
@@ -772,20 +638,12 @@ pub async fn subjects_are_found_by_visitor_and_email<B: Backend>(b: &B) {
     for s in [&s1, &s2, &elsewhere, &with_email, &same_email_other_site] {
         b.store().create_session(s).await.unwrap();
     }
-    let found = b
-        .store()
-        .sessions_of_visitor(&site.id, &visitor)
-        .await
-        .unwrap();
+    let found = b.store().sessions_of_visitor(&site.id, &visitor).await.unwrap();
     assert_eq!(
         found.iter().map(|s| s.id.clone()).collect::<Vec<_>>(),
         vec![s1.id.clone(), s2.id.clone()]
     );
-    let by_email = b
-        .store()
-        .sessions_by_email(&site.id, &"e".repeat(64))
-        .await
-        .unwrap();
+    let by_email = b.store().sessions_by_email(&site.id, &"e".repeat(64)).await.unwrap();
     assert_eq!(
         by_email.iter().map(|s| s.id.clone()).collect::<Vec<_>>(),
         vec![with_email.id.clone()]
@@ -840,31 +698,16 @@ pub async fn retention_queries_find_old_conversations_and_ips<B: Backend>(b: &B)
         .unwrap();
     assert_eq!(with_ip.items.len(), 2);
     assert!(b.store().remove_ip(&ids[0]).await.unwrap());
-    assert!(
-        !b.store().remove_ip(&ids[0]).await.unwrap(),
-        "already removed"
-    );
+    assert!(!b.store().remove_ip(&ids[0]).await.unwrap(), "already removed");
     let now = T0.plus(policy::days(21));
-    assert_eq!(
-        b.store()
-            .get_session(&ids[0], now)
-            .await
-            .unwrap()
-            .unwrap()
-            .ip,
-        None
-    );
+    assert_eq!(b.store().get_session(&ids[0], now).await.unwrap().unwrap().ip, None);
     let with_ip = b
         .store()
         .sessions_with_ip_before(&site.id, cutoff, None, 10)
         .await
         .unwrap();
     assert_eq!(
-        with_ip
-            .items
-            .iter()
-            .map(|s| s.id.clone())
-            .collect::<Vec<_>>(),
+        with_ip.items.iter().map(|s| s.id.clone()).collect::<Vec<_>>(),
         vec![ids[1].clone()]
     );
 }
@@ -884,11 +727,7 @@ pub async fn orphans_left_by_ttl_are_found_and_deleted<B: Backend>(b: &B) {
             .unwrap();
     }
     b.store()
-        .append_message(
-            &visitor_msg(&live, "l1", "new"),
-            T0.plus(policy::days(1)),
-            None,
-        )
+        .append_message(&visitor_msg(&live, "l1", "new"), T0.plus(policy::days(1)), None)
         .await
         .unwrap();
     let now = T0.plus(policy::days(1)).plus(Duration::from_secs(60));
@@ -897,11 +736,7 @@ pub async fn orphans_left_by_ttl_are_found_and_deleted<B: Backend>(b: &B) {
     let mut orphans = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
-        let page = b
-            .store()
-            .scan_orphans(cursor.as_deref(), 2, now)
-            .await
-            .unwrap();
+        let page = b.store().scan_orphans(cursor.as_deref(), 2, now).await.unwrap();
         orphans.extend(page.items);
         match page.next {
             Some(n) => cursor = Some(n),
@@ -909,11 +744,7 @@ pub async fn orphans_left_by_ttl_are_found_and_deleted<B: Backend>(b: &B) {
         }
     }
     let doomed_pk = format!("SESS#{}", doomed.id);
-    assert_eq!(
-        orphans.len(),
-        6,
-        "3 messages and 3 retry records: {orphans:?}"
-    );
+    assert_eq!(orphans.len(), 6, "3 messages and 3 retry records: {orphans:?}");
     assert!(orphans.iter().all(|o| o.pk == doomed_pk));
     assert_eq!(b.store().delete_orphans(&orphans).await.unwrap(), 6);
     assert!(
@@ -925,12 +756,7 @@ pub async fn orphans_left_by_ttl_are_found_and_deleted<B: Backend>(b: &B) {
             .is_empty()
     );
     assert_eq!(
-        b.store()
-            .list_messages(&live.id, 0, 10)
-            .await
-            .unwrap()
-            .messages
-            .len(),
+        b.store().list_messages(&live.id, 0, 10).await.unwrap().messages.len(),
         1
     );
     let again = b.store().scan_orphans(None, 100, now).await.unwrap();
@@ -941,12 +767,8 @@ pub async fn orphans_left_by_ttl_are_found_and_deleted<B: Backend>(b: &B) {
 pub async fn checkpoints_round_trip<B: Backend>(b: &B) {
     let st = b.store();
     assert_eq!(st.get_checkpoint("retention").await.unwrap(), None);
-    st.put_checkpoint("retention", Some("cursor-1"))
-        .await
-        .unwrap();
-    st.put_checkpoint("retention", Some("cursor-2"))
-        .await
-        .unwrap();
+    st.put_checkpoint("retention", Some("cursor-1")).await.unwrap();
+    st.put_checkpoint("retention", Some("cursor-2")).await.unwrap();
     assert_eq!(
         st.get_checkpoint("retention").await.unwrap().as_deref(),
         Some("cursor-2")
@@ -974,11 +796,7 @@ pub async fn audit_is_append_only_and_newest_first<B: Backend>(b: &B) {
     b.store().append_audit(&record("r1", 1)).await.unwrap();
     b.store().append_audit(&record("r2", 2)).await.unwrap();
     b.store().append_audit(&record("r1", 1)).await.unwrap();
-    let page = b
-        .store()
-        .list_audit(&site, None, 10, at_min(3))
-        .await
-        .unwrap();
+    let page = b.store().list_audit(&site, None, 10, at_min(3)).await.unwrap();
     assert_eq!(
         page.items.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
         ["r2", "r1"]
@@ -1022,9 +840,7 @@ pub async fn ip_rate_limit_counts_per_window<B: Backend>(b: &B) {
         RateDecision::Allowed { count: 1, .. }
     ));
     assert!(matches!(
-        st.hit("iphash", limit, T0.plus(Duration::from_secs(60)))
-            .await
-            .unwrap(),
+        st.hit("iphash", limit, T0.plus(Duration::from_secs(60))).await.unwrap(),
         RateDecision::Allowed { count: 1, .. }
     ));
 }
@@ -1065,5 +881,81 @@ pub async fn foreign_cursors_are_refused<B: Backend>(b: &B) {
     assert_eq!(
         b.store().list_sites(Some("!!!"), 1).await,
         Err(StoreError::InvalidCursor)
+    );
+}
+
+/// GIVEN a session WHEN the visitor submits a pre-chat form THEN it is stored with its
+/// consent, the email lookup finds the session, and the access extends an empty session.
+pub async fn prechat_is_recorded_and_found_by_email<B: Backend>(b: &B) {
+    let site = seeded(b, "acme").await;
+    let s = new_session(b, &site, T0).await;
+    let prechat = PreChat {
+        name: Some(PersonName::parse("Ada").unwrap()),
+        email: Some(Email::parse("ada@example.org").unwrap()),
+        consent: Consent {
+            purpose: "support-follow-up".into(),
+            policy_version: "v1".into(),
+            given_at: at_min(5),
+        },
+    };
+    let updated = b
+        .store()
+        .set_prechat(&s.id, &prechat, Some("lookup-key"), at_min(5))
+        .await
+        .unwrap();
+    assert_eq!(updated.prechat.as_ref(), Some(&prechat));
+    assert_eq!(updated.expires_at, at_min(35));
+    let found = b.store().sessions_by_email(&site.id, "lookup-key").await.unwrap();
+    assert_eq!(
+        found.iter().map(|f| f.id.clone()).collect::<Vec<_>>(),
+        vec![s.id.clone()]
+    );
+    assert_eq!(
+        b.store().get_session(&s.id, at_min(6)).await.unwrap().unwrap().prechat,
+        Some(prechat.clone())
+    );
+    assert_eq!(
+        b.store().set_prechat(&s.id, &prechat, None, at_min(40)).await,
+        Err(StoreError::NotFound)
+    );
+}
+
+/// GIVEN three messages WHEN read markers are set THEN each role's marker only moves
+/// forward and never past the last message.
+pub async fn read_markers_only_move_forward<B: Backend>(b: &B) {
+    let site = seeded(b, "acme").await;
+    let s = new_session(b, &site, T0).await;
+    for i in 0..3 {
+        b.store()
+            .append_message(&visitor_msg(&s, &format!("c{i}"), "hi"), at_min(1), None)
+            .await
+            .unwrap();
+    }
+    let r = b
+        .store()
+        .mark_read(&s.id, AuthorRole::Agent, 2, at_min(2))
+        .await
+        .unwrap();
+    assert_eq!((r.agent_read_seq, r.visitor_read_seq), (2, 0));
+    let r = b
+        .store()
+        .mark_read(&s.id, AuthorRole::Agent, 1, at_min(2))
+        .await
+        .unwrap();
+    assert_eq!(r.agent_read_seq, 2, "never backwards");
+    let r = b
+        .store()
+        .mark_read(&s.id, AuthorRole::Visitor, 99, at_min(2))
+        .await
+        .unwrap();
+    assert_eq!(r.visitor_read_seq, 3, "never past the last message");
+    assert_eq!(
+        b.store()
+            .get_session(&s.id, at_min(3))
+            .await
+            .unwrap()
+            .unwrap()
+            .agent_read_seq,
+        2
     );
 }

@@ -21,9 +21,7 @@ pub fn site(id: &str) -> Site {
     Site {
         id: SiteId::parse(id).expect("valid site id"),
         name: format!("Site {id}"),
-        allowed_origins: vec![
-            Origin::parse(&format!("https://{id}.example")).expect("valid origin"),
-        ],
+        allowed_origins: vec![Origin::parse(&format!("https://{id}.example")).expect("valid origin")],
         retention: RetentionPolicy::default(),
         agent_ip_allowlist: None,
         created_at: T0,
@@ -62,6 +60,8 @@ pub fn session_of(site: &Site, visitor: &VisitorId, now: Timestamp) -> Session {
         user_agent: Some("Mozilla/5.0 (test)".into()),
         prechat: None,
         email_lookup: None,
+        visitor_read_seq: 0,
+        agent_read_seq: 0,
         rate_window_start: Timestamp::default(),
         rate_count: 0,
         expires_at: now,
@@ -73,6 +73,7 @@ pub fn session_of(site: &Site, visitor: &VisitorId, now: Timestamp) -> Session {
 /// A visitor's message.
 pub fn visitor_msg(session: &Session, client_id: &str, text: &str) -> NewMessage {
     NewMessage {
+        site_id: session.site_id.clone(),
         session_id: session.id.clone(),
         author: Author {
             role: AuthorRole::Visitor,
@@ -86,6 +87,7 @@ pub fn visitor_msg(session: &Session, client_id: &str, text: &str) -> NewMessage
 /// An agent's message.
 pub fn agent_msg(session: &Session, agent: &str, client_id: &str, text: &str) -> NewMessage {
     NewMessage {
+        site_id: session.site_id.clone(),
         session_id: session.id.clone(),
         author: Author {
             role: AuthorRole::Agent,

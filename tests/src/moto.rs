@@ -61,9 +61,7 @@ fn start() -> Moto {
         .stdin(Stdio::null())
         .spawn()
         .expect("spawn moto_server");
-    let addr: SocketAddr = format!("127.0.0.1:{port}")
-        .parse()
-        .expect("loopback address");
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("loopback address");
     let deadline = Instant::now() + Duration::from_secs(60);
     while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
         assert!(
@@ -100,9 +98,5 @@ pub async fn sdk_config() -> aws_config::SdkConfig {
 pub fn unique_table(prefix: &str) -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
     static N: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "{prefix}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::SeqCst)
-    )
+    format!("{prefix}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst))
 }

@@ -41,10 +41,7 @@ impl Intercept for RequestLog {
             .and_then(|t| t.rsplit('.').next())
             .unwrap_or("unknown")
             .to_owned();
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(op);
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).push(op);
         Ok(())
     }
 }

@@ -44,10 +44,7 @@ async fn request_path_operations_cost_a_fixed_number_of_requests_and_never_scan(
         .await
         .unwrap();
     check("append a retry", &["BatchGetItem", "GetItem"]);
-    store
-        .conversation_connections(&s.id, at_min(1))
-        .await
-        .unwrap();
+    store.conversation_connections(&s.id, at_min(1)).await.unwrap();
     check("conversation fan-out", &["Query"]);
     store.agent_connections(&site.id, at_min(1)).await.unwrap();
     check("site agents fan-out", &["Query"]);
@@ -71,10 +68,7 @@ async fn request_path_operations_cost_a_fixed_number_of_requests_and_never_scan(
         .await
         .unwrap();
     check("resume a session", &["GetItem", "PutItem"]);
-    store
-        .join_conversation(&a.id, &s.id, at_min(2))
-        .await
-        .unwrap();
+    store.join_conversation(&a.id, &s.id, at_min(2)).await.unwrap();
     check("agent joins", &["GetItem", "GetItem", "PutItem"]);
     store
         .hit(
@@ -90,19 +84,13 @@ async fn request_path_operations_cost_a_fixed_number_of_requests_and_never_scan(
     check("per-IP connect counter", &["UpdateItem"]);
     store.delete_connection(&v.id).await.unwrap();
     check("$disconnect", &["GetItem", "TransactWriteItems"]);
-    store
-        .sessions_of_visitor(&site.id, &s.visitor_id)
-        .await
-        .unwrap();
+    store.sessions_of_visitor(&site.id, &s.visitor_id).await.unwrap();
     check("GDPR lookup by visitor", &["Query"]);
     store.erase_session(&s.id).await.unwrap();
     let erase = log.take();
     assert!(!erase.iter().any(|op| op == "Scan"), "erasure: {erase:?}");
     all.extend(erase);
-    assert!(
-        !all.iter().any(|op| op == "Scan"),
-        "no Scan on a request path: {all:?}"
-    );
+    assert!(!all.iter().any(|op| op == "Scan"), "no Scan on a request path: {all:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -129,14 +117,7 @@ async fn fan_out_is_one_query_whatever_the_table_holds() {
             .unwrap();
     }
     log.take();
-    let conns = store
-        .conversation_connections(&target.id, at_min(1))
-        .await
-        .unwrap();
+    let conns = store.conversation_connections(&target.id, at_min(1)).await.unwrap();
     assert_eq!(conns.len(), 1);
-    assert_eq!(
-        log.take(),
-        ["Query"],
-        "one Query on the conversation's partition"
-    );
+    assert_eq!(log.take(), ["Query"], "one Query on the conversation's partition");
 }

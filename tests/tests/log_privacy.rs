@@ -57,9 +57,7 @@ async fn full_flow<B: Backend>(b: &B) -> Secrets {
     st.create_session(&s).await.unwrap();
     tracing::info!(site = %site.id, session = ?s, "session created");
     let presented = PresentedVisitorToken::parse(&token.token).unwrap();
-    presented
-        .verify(&s.token_hash, s.token_expires_at, T0)
-        .unwrap();
+    presented.verify(&s.token_hash, s.token_expires_at, T0).unwrap();
     st.touch_session(
         &s.id,
         SessionTouch {
@@ -76,13 +74,7 @@ async fn full_flow<B: Backend>(b: &B) -> Secrets {
     st.put_connection(&v).await.unwrap();
     st.put_connection(&a).await.unwrap();
     st.join_conversation(&a.id, &s.id, at_min(1)).await.unwrap();
-    let agent_token = keys.mint(
-        &site.id,
-        &agent_id,
-        AgentRole::Admin,
-        T0,
-        Duration::from_secs(3600),
-    );
+    let agent_token = keys.mint(&site.id, &agent_id, AgentRole::Admin, T0, Duration::from_secs(3600));
     keys.verify(&agent_token, T0).unwrap();
 
     // Messages, a retry, a rate-limited one, and failures mapped for the client.
@@ -94,13 +86,9 @@ async fn full_flow<B: Backend>(b: &B) -> Secrets {
     tracing::debug!(message = ?m.text, "appending");
     st.append_message(&m, at_min(2), rate).await.unwrap();
     st.append_message(&m, at_min(2), rate).await.unwrap();
-    st.append_message(
-        &agent_msg(&s, "alice", "a1", "we will check"),
-        at_min(2),
-        rate,
-    )
-    .await
-    .unwrap();
+    st.append_message(&agent_msg(&s, "alice", "a1", "we will check"), at_min(2), rate)
+        .await
+        .unwrap();
     let limited = st
         .append_message(&visitor_msg(&s, "c2", TEXT), at_min(2), rate)
         .await
@@ -122,9 +110,7 @@ async fn full_flow<B: Backend>(b: &B) -> Secrets {
     st.sessions_by_email(&site.id, s.email_lookup.as_deref().unwrap())
         .await
         .unwrap();
-    st.sessions_of_visitor(&site.id, &s.visitor_id)
-        .await
-        .unwrap();
+    st.sessions_of_visitor(&site.id, &s.visitor_id).await.unwrap();
     st.conversation_connections(&s.id, at_min(3)).await.unwrap();
     st.erase_session(&s.id).await.unwrap();
 
@@ -168,8 +154,7 @@ fn assert_clean(logs: &CapturedLogs, secrets: &Secrets) {
 #[tokio::test(flavor = "current_thread")]
 async fn memory_flow_logs_nothing_personal() {
     let logs = CapturedLogs::new();
-    let _guard =
-        tracing::subscriber::set_default(json_subscriber_with(logs.clone(), filter_at("trace")));
+    let _guard = tracing::subscriber::set_default(json_subscriber_with(logs.clone(), filter_at("trace")));
     let secrets = full_flow(&Memory::default()).await;
     assert_clean(&logs, &secrets);
 }
@@ -178,8 +163,7 @@ async fn memory_flow_logs_nothing_personal() {
 async fn dynamodb_flow_logs_nothing_personal() {
     let backend = Dynamo::new().await;
     let logs = CapturedLogs::new();
-    let _guard =
-        tracing::subscriber::set_default(json_subscriber_with(logs.clone(), filter_at("trace")));
+    let _guard = tracing::subscriber::set_default(json_subscriber_with(logs.clone(), filter_at("trace")));
     let secrets = full_flow(&backend).await;
     assert_clean(&logs, &secrets);
 }
@@ -188,13 +172,10 @@ async fn dynamodb_flow_logs_nothing_personal() {
 fn the_check_would_catch_a_leak() {
     // Guards the guard: a log line carrying a personal value is caught.
     let logs = CapturedLogs::new();
-    tracing::subscriber::with_default(
-        json_subscriber_with(logs.clone(), filter_at("trace")),
-        || {
-            tracing::info!("session erased");
-            tracing::error!(ip = IP, "store failure");
-        },
-    );
+    tracing::subscriber::with_default(json_subscriber_with(logs.clone(), filter_at("trace")), || {
+        tracing::info!("session erased");
+        tracing::error!(ip = IP, "store failure");
+    });
     let leaked = std::panic::catch_unwind(|| assert_clean(&logs, &Secrets(vec![IP.into()])));
     assert!(leaked.is_err());
 }

@@ -67,19 +67,14 @@ fn table_keys_match_the_store() {
 #[test]
 fn indexes_match_the_store() {
     let t = template();
-    let gsis = table(&t)["GlobalSecondaryIndexes"]
-        .as_sequence()
-        .expect("GSIs");
+    let gsis = table(&t)["GlobalSecondaryIndexes"].as_sequence().expect("GSIs");
     let declared: Vec<IndexDecl> = gsis
         .iter()
         .map(|g| {
             (
                 g["IndexName"].as_str().unwrap().to_owned(),
                 key_schema(&g["KeySchema"]),
-                g["Projection"]["ProjectionType"]
-                    .as_str()
-                    .unwrap()
-                    .to_owned(),
+                g["Projection"]["ProjectionType"].as_str().unwrap().to_owned(),
             )
         })
         .collect();
@@ -88,10 +83,7 @@ fn indexes_match_the_store() {
         .map(|(name, p, s)| {
             (
                 name.to_string(),
-                vec![
-                    (p.to_string(), "HASH".to_owned()),
-                    (s.to_string(), "RANGE".to_owned()),
-                ],
+                vec![(p.to_string(), "HASH".to_owned()), (s.to_string(), "RANGE".to_owned())],
                 "ALL".to_owned(),
             )
         })
@@ -107,10 +99,7 @@ fn ttl_pitr_encryption_and_protection_are_on() {
         props["TimeToLiveSpecification"]["AttributeName"].as_str(),
         Some(keys::TTL)
     );
-    assert_eq!(
-        props["TimeToLiveSpecification"]["Enabled"].as_bool(),
-        Some(true)
-    );
+    assert_eq!(props["TimeToLiveSpecification"]["Enabled"].as_bool(), Some(true));
     assert_eq!(
         props["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"].as_bool(),
         Some(true)

@@ -4,7 +4,7 @@
 
 use chat_core::config::{Config, vars};
 use chat_core::domain::ConnectionId;
-use chat_core::gateway::{ConnectionGateway, ManagementClients};
+use chat_core::gateway::{GatewayFactory, ManagementClients};
 use chat_core::storage::{DynamoStore, SiteStore, schema};
 use eurochat_tests::fixtures::site;
 use eurochat_tests::moto::{moto, unique_table};
@@ -33,9 +33,7 @@ async fn local_mode_config_builds_a_working_dynamodb_store() {
     );
     let sdk = cfg.aws_sdk_config().await;
     let client = aws_sdk_dynamodb::Client::new(&sdk);
-    schema::create_table(&client, &cfg.table_name)
-        .await
-        .unwrap();
+    schema::create_table(&client, &cfg.table_name).await.unwrap();
     schema::create_table(&client, &cfg.table_name)
         .await
         .expect("creating an existing table is a no-op");

@@ -22,15 +22,14 @@ use aws_sdk_dynamodb::operation::scan::ScanError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, Delete, DeleteRequest, KeysAndAttributes, Put, ReturnValue, TransactWriteItem,
-    WriteRequest,
+    AttributeValue, Delete, DeleteRequest, KeysAndAttributes, Put, ReturnValue, TransactWriteItem, WriteRequest,
 };
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use serde_dynamo::aws_sdk_dynamodb_1 as sd;
 
-use super::memory::{apply_append, apply_touch};
+use super::memory::{apply_append, apply_prechat, apply_read, apply_touch};
 use super::*;
 use crate::domain::ConversationStatus;
 use crate::policy::is_live;
@@ -149,22 +148,15 @@ fn key(pk: String, sk: impl Into<String>) -> Item {
 }
 
 fn encode<T: Serialize>(env: &Envelope<T>) -> Result<Item, StoreError> {
-    sd::to_item(env).map_err(|_| StoreError::Corrupt {
-        operation: "encode",
-    })
+    sd::to_item(env).map_err(|_| StoreError::Corrupt { operation: "encode" })
 }
 
-fn decode<T: DeserializeOwned>(
-    operation: &'static str,
-    item: Item,
-) -> Result<Envelope<T>, StoreError> {
+fn decode<T: DeserializeOwned>(operation: &'static str, item: Item) -> Result<Envelope<T>, StoreError> {
     sd::from_item(item).map_err(|_| StoreError::Corrupt { operation })
 }
 
 fn attr_str<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
-    item.get(name)
-        .and_then(|v| v.as_s().ok())
-        .map(String::as_str)
+    item.get(name).and_then(|v| v.as_s().ok()).map(String::as_str)
 }
 
 fn session_envelope(session: &Session, version: u64) -> Envelope<Session> {
@@ -239,8 +231,7 @@ fn decode_cursor(
 ) -> Result<Option<Item>, StoreError> {
     let Some(c) = cursor else { return Ok(None) };
     let raw = B64.decode(c).map_err(|_| StoreError::InvalidCursor)?;
-    let map: BTreeMap<String, String> =
-        serde_json::from_slice(&raw).map_err(|_| StoreError::InvalidCursor)?;
+    let map: BTreeMap<String, String> = serde_json::from_slice(&raw).map_err(|_| StoreError::InvalidCursor)?;
     let names: BTreeSet<&str> = map.keys().map(String::as_str).collect();
     if names != expected.iter().copied().collect() {
         return Err(StoreError::InvalidCursor);
@@ -263,10 +254,7 @@ struct QuerySpec {
 }
 
 impl QuerySpec {
-    fn partition(
-        index: Option<(&'static str, &'static str, &'static str)>,
-        pk_value: String,
-    ) -> Self {
+    fn partition(index: Option<(&'static str, &'static str, &'static str)>, pk_value: String) -> Self {
         let (index, pk_attr) = match index {
             Some((name, p, _)) => (Some(name), p),
             None => (None, keys::PK),
@@ -587,14 +575,8 @@ impl DynamoStore {
     }
 
     /// A session with the version it was read at, whether live or not.
-    async fn session_versioned(
-        &self,
-        id: &SessionId,
-    ) -> Result<Option<(Session, u64)>, StoreError> {
-        match self
-            .get(key(keys::session_pk(id), keys::SESSION_SK), true)
-            .await?
-        {
+    async fn session_versioned(&self, id: &SessionId) -> Result<Option<(Session, u64)>, StoreError> {
+        match self.get(key(keys::session_pk(id), keys::SESSION_SK), true).await? {
             None => Ok(None),
             Some(item) => {
                 let env = decode::<Session>("GetItem", item)?;
@@ -620,8 +602,7 @@ impl DynamoStore {
         match result {
             Ok(_) => Ok(true),
             Err(e) => {
-                match classify!("PutItem", e, PutItemError, ConditionalCheckFailedException => StoreError::Conflict)
-                {
+                match classify!("PutItem", e, PutItemError, ConditionalCheckFailedException => StoreError::Conflict) {
                     StoreError::Conflict => Ok(false),
                     other => Err(other),
                 }
@@ -651,11 +632,7 @@ impl DynamoStore {
         Err(StoreError::Conflict)
     }
 
-    async fn connections_in(
-        &self,
-        q: QuerySpec,
-        now: Timestamp,
-    ) -> Result<Vec<Connection>, StoreError> {
+    async fn connections_in(&self, q: QuerySpec, now: Timestamp) -> Result<Vec<Connection>, StoreError> {
         self.query_all(&q, true)
             .await?
             .into_iter()
@@ -683,11 +660,7 @@ impl SiteStore for DynamoStore {
 
     async fn list_sites(&self, cursor: Option<&str>, limit: u32) -> Result<Page<Site>, StoreError> {
         let (_, p, sk) = keys::GSI1;
-        let start = decode_cursor(
-            cursor,
-            &[keys::PK, keys::SK, p, sk],
-            Some((p, keys::SITES_GSI1PK)),
-        )?;
+        let start = decode_cursor(cursor, &[keys::PK, keys::SK, p, sk], Some((p, keys::SITES_GSI1PK)))?;
         let q = QuerySpec::partition(Some(keys::GSI1), keys::SITES_GSI1PK.to_owned());
         let (items, lek) = self
             .query_page(&q, start, Some(clamp_limit(limit) as i32), false)
@@ -733,14 +706,12 @@ impl SessionStore for DynamoStore {
             .set_expression_attribute_names(Some(names))
             .send()
             .await;
-        result.map(|_| ()).map_err(|e| classify!("PutItem", e, PutItemError, ConditionalCheckFailedException => StoreError::AlreadyExists))
+        result.map(|_| ()).map_err(
+            |e| classify!("PutItem", e, PutItemError, ConditionalCheckFailedException => StoreError::AlreadyExists),
+        )
     }
 
-    async fn get_session(
-        &self,
-        id: &SessionId,
-        now: Timestamp,
-    ) -> Result<Option<Session>, StoreError> {
+    async fn get_session(&self, id: &SessionId, now: Timestamp) -> Result<Option<Session>, StoreError> {
         Ok(self
             .session_versioned(id)
             .await?
@@ -748,15 +719,31 @@ impl SessionStore for DynamoStore {
             .filter(|s| is_live(s.expires_at, now)))
     }
 
-    async fn touch_session(
+    async fn touch_session(&self, id: &SessionId, touch: SessionTouch) -> Result<Session, StoreError> {
+        Ok(self.update_session(id, touch.now, |s| apply_touch(s, touch)).await?.0)
+    }
+
+    async fn set_prechat(
         &self,
         id: &SessionId,
-        touch: SessionTouch,
+        prechat: &PreChat,
+        email_lookup: Option<&str>,
+        now: Timestamp,
     ) -> Result<Session, StoreError> {
         Ok(self
-            .update_session(id, touch.now, |s| apply_touch(s, touch))
+            .update_session(id, now, |s| apply_prechat(s, prechat, email_lookup, now))
             .await?
             .0)
+    }
+
+    async fn mark_read(
+        &self,
+        id: &SessionId,
+        role: AuthorRole,
+        seq: u64,
+        now: Timestamp,
+    ) -> Result<Session, StoreError> {
+        Ok(self.update_session(id, now, |s| apply_read(s, role, seq)).await?.0)
     }
 
     async fn set_status(
@@ -791,13 +778,11 @@ impl MessageStore for DynamoStore {
             let mut retry_of = None;
             for item in items {
                 match attr_str(&item, keys::SK) {
-                    Some(keys::SESSION_SK) => {
-                        session = Some(decode::<Session>("BatchGetItem", item)?)
-                    }
+                    Some(keys::SESSION_SK) => session = Some(decode::<Session>("BatchGetItem", item)?),
                     _ => retry_of = Some(decode::<CmidData>("BatchGetItem", item)?.data.seq),
                 }
             }
-            let Some(env) = session.filter(|e| is_live(e.data.expires_at, now)) else {
+            let Some(env) = session.filter(|e| is_live(e.data.expires_at, now) && e.data.site_id == msg.site_id) else {
                 return Err(StoreError::NotFound);
             };
             if let Some(seq) = retry_of {
@@ -859,12 +844,7 @@ impl MessageStore for DynamoStore {
         Err(StoreError::Conflict)
     }
 
-    async fn list_messages(
-        &self,
-        session: &SessionId,
-        after: u64,
-        limit: u32,
-    ) -> Result<MessagePage, StoreError> {
+    async fn list_messages(&self, session: &SessionId, after: u64, limit: u32) -> Result<MessagePage, StoreError> {
         let limit = clamp_limit(limit);
         let q = QuerySpec::partition(None, keys::session_pk(session)).sort(
             keys::SK,
@@ -874,9 +854,7 @@ impl MessageStore for DynamoStore {
         let mut q = q;
         q.values.insert(":e".into(), s(keys::msg_sk(u64::MAX)));
         // One more than asked tells whether another page exists.
-        let (items, _) = self
-            .query_page(&q, None, Some(limit as i32 + 1), true)
-            .await?;
+        let (items, _) = self.query_page(&q, None, Some(limit as i32 + 1), true).await?;
         let mut messages = items
             .into_iter()
             .map(|i| decode::<Message>("Query", i).map(|e| e.data))
@@ -902,11 +880,7 @@ impl ConnectionStore for DynamoStore {
         }
     }
 
-    async fn get_connection(
-        &self,
-        id: &ConnectionId,
-        now: Timestamp,
-    ) -> Result<Option<Connection>, StoreError> {
+    async fn get_connection(&self, id: &ConnectionId, now: Timestamp) -> Result<Option<Connection>, StoreError> {
         Ok(self
             .get(key(keys::connection_pk(id), keys::CONNECTION_SK), true)
             .await?
@@ -941,10 +915,7 @@ impl ConnectionStore for DynamoStore {
         session: &SessionId,
         now: Timestamp,
     ) -> Result<Connection, StoreError> {
-        let c = self
-            .get_connection(conn, now)
-            .await?
-            .ok_or(StoreError::NotFound)?;
+        let c = self.get_connection(conn, now).await?.ok_or(StoreError::NotFound)?;
         if self.get_session(session, now).await?.is_none() {
             return Err(StoreError::NotFound);
         }
@@ -972,11 +943,7 @@ impl ConnectionStore for DynamoStore {
         self.connections_in(q, now).await
     }
 
-    async fn agent_connections(
-        &self,
-        site: &SiteId,
-        now: Timestamp,
-    ) -> Result<Vec<Connection>, StoreError> {
+    async fn agent_connections(&self, site: &SiteId, now: Timestamp) -> Result<Vec<Connection>, StoreError> {
         let q = QuerySpec::partition(None, keys::site_pk(site)).sort(
             keys::SK,
             "begins_with(#s, :s)",
@@ -1007,9 +974,7 @@ impl ConversationStore for DynamoStore {
 
     async fn erase_session(&self, id: &SessionId) -> Result<ErasedCounts, StoreError> {
         let pk = keys::session_pk(id);
-        let items = self
-            .query_all(&QuerySpec::partition(None, pk.clone()), true)
-            .await?;
+        let items = self.query_all(&QuerySpec::partition(None, pk.clone()), true).await?;
         let mut counts = ErasedCounts::default();
         let mut deletes = Vec::new();
         let mut has_session = false;
@@ -1075,20 +1040,12 @@ impl DynamoStore {
 
 #[async_trait]
 impl SubjectStore for DynamoStore {
-    async fn sessions_of_visitor(
-        &self,
-        site: &SiteId,
-        visitor: &VisitorId,
-    ) -> Result<Vec<Session>, StoreError> {
+    async fn sessions_of_visitor(&self, site: &SiteId, visitor: &VisitorId) -> Result<Vec<Session>, StoreError> {
         self.sessions_by_index(keys::GSI1, keys::visitor_gsi1pk(site, visitor))
             .await
     }
 
-    async fn sessions_by_email(
-        &self,
-        site: &SiteId,
-        email_lookup: &str,
-    ) -> Result<Vec<Session>, StoreError> {
+    async fn sessions_by_email(&self, site: &SiteId, email_lookup: &str) -> Result<Vec<Session>, StoreError> {
         let mut v = self
             .sessions_by_index(keys::GSI4, keys::email_gsi4pk(site, email_lookup))
             .await?;
@@ -1106,14 +1063,8 @@ impl RetentionStore for DynamoStore {
         cursor: Option<&str>,
         limit: u32,
     ) -> Result<Page<Session>, StoreError> {
-        self.sessions_before(
-            keys::GSI2,
-            keys::conversations_gsi2pk(site),
-            before,
-            cursor,
-            limit,
-        )
-        .await
+        self.sessions_before(keys::GSI2, keys::conversations_gsi2pk(site), before, cursor, limit)
+            .await
     }
 
     async fn sessions_with_ip_before(
@@ -1178,10 +1129,7 @@ impl RetentionStore for DynamoStore {
             })
             .collect();
         let existing = self.existing_sessions(&candidates).await?;
-        let items = candidates
-            .into_iter()
-            .filter(|o| !existing.contains(&o.pk))
-            .collect();
+        let items = candidates.into_iter().filter(|o| !existing.contains(&o.pk)).collect();
         Ok(Page {
             items,
             next: encode_cursor(out.last_evaluated_key),
@@ -1215,16 +1163,11 @@ impl RetentionStore for DynamoStore {
                     keys::job_pk(job),
                     keys::CHECKPOINT_SK,
                     "checkpoint",
-                    CheckpointData {
-                        value: v.to_owned(),
-                    },
+                    CheckpointData { value: v.to_owned() },
                 );
                 self.put(encode(&env)?).await
             }
-            None => {
-                self.delete(key(keys::job_pk(job), keys::CHECKPOINT_SK))
-                    .await
-            }
+            None => self.delete(key(keys::job_pk(job), keys::CHECKPOINT_SK)).await,
         }
     }
 }
@@ -1234,11 +1177,7 @@ impl DynamoStore {
     async fn existing_sessions(&self, orphans: &[Orphan]) -> Result<BTreeSet<String>, StoreError> {
         let pks: BTreeSet<&str> = orphans.iter().map(|o| o.pk.as_str()).collect();
         let found = self
-            .batch_get(
-                pks.iter()
-                    .map(|pk| key((*pk).to_owned(), keys::SESSION_SK))
-                    .collect(),
-            )
+            .batch_get(pks.iter().map(|pk| key((*pk).to_owned(), keys::SESSION_SK)).collect())
             .await?;
         Ok(found
             .iter()
@@ -1307,21 +1246,13 @@ impl AuditStore for DynamoStore {
 
 #[async_trait]
 impl RateLimitStore for DynamoStore {
-    async fn hit(
-        &self,
-        key_str: &str,
-        limit: RateLimit,
-        now: Timestamp,
-    ) -> Result<RateDecision, StoreError> {
+    async fn hit(&self, key_str: &str, limit: RateLimit, now: Timestamp) -> Result<RateDecision, StoreError> {
         let start = limit.window_start(now);
         let result = self
             .client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(key(
-                keys::rate_pk(key_str),
-                format!("W#{}", keys::ts(start)),
-            )))
+            .set_key(Some(key(keys::rate_pk(key_str), format!("W#{}", keys::ts(start)))))
             .update_expression("SET #ttl = if_not_exists(#ttl, :ttl), #kind = :kind ADD #hits :one")
             .condition_expression("attribute_not_exists(#hits) OR #hits < :limit")
             .expression_attribute_names("#ttl", keys::TTL)
@@ -1354,9 +1285,7 @@ impl RateLimitStore for DynamoStore {
                 match classify!("UpdateItem", e, UpdateItemError, ConditionalCheckFailedException => StoreError::Conflict)
                 {
                     StoreError::Conflict => Ok(RateDecision::Limited {
-                        retry_after: now
-                            .until(start.plus(limit.window))
-                            .max(Duration::from_secs(1)),
+                        retry_after: now.until(start.plus(limit.window)).max(Duration::from_secs(1)),
                     }),
                     other => Err(other),
                 }

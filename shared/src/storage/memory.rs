@@ -61,13 +61,7 @@ fn decode_cursor(query: &str, cursor: Option<&str>) -> Result<Option<String>, St
 }
 
 /// Pages `items` (already sorted, each with its position key) after `after`.
-fn page_after<T>(
-    query: &str,
-    items: Vec<(String, T)>,
-    after: Option<String>,
-    limit: u32,
-    descending: bool,
-) -> Page<T> {
+fn page_after<T>(query: &str, items: Vec<(String, T)>, after: Option<String>, limit: u32, descending: bool) -> Page<T> {
     let limit = clamp_limit(limit) as usize;
     let mut rest: Vec<(String, T)> = items
         .into_iter()
@@ -145,9 +139,7 @@ impl MemoryStore {
 }
 
 fn live_session<'a>(g: &'a Inner, id: &SessionId, now: Timestamp) -> Option<&'a Session> {
-    g.sessions
-        .get(id.as_str())
-        .filter(|s| is_live(s.expires_at, now))
+    g.sessions.get(id.as_str()).filter(|s| is_live(s.expires_at, now))
 }
 
 #[async_trait]
@@ -163,29 +155,19 @@ impl SiteStore for MemoryStore {
 
     async fn list_sites(&self, cursor: Option<&str>, limit: u32) -> Result<Page<Site>, StoreError> {
         let after = decode_cursor("sites", cursor)?;
-        let items = self
-            .lock()
-            .sites
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+        let items = self.lock().sites.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         Ok(page_after("sites", items, after, limit, false))
     }
 
     async fn put_agent(&self, agent: &Agent) -> Result<(), StoreError> {
-        self.lock().agents.insert(
-            (agent.site_id.to_string(), agent.id.to_string()),
-            agent.clone(),
-        );
+        self.lock()
+            .agents
+            .insert((agent.site_id.to_string(), agent.id.to_string()), agent.clone());
         Ok(())
     }
 
     async fn get_agent(&self, site: &SiteId, id: &AgentId) -> Result<Option<Agent>, StoreError> {
-        Ok(self
-            .lock()
-            .agents
-            .get(&(site.to_string(), id.to_string()))
-            .cloned())
+        Ok(self.lock().agents.get(&(site.to_string(), id.to_string())).cloned())
     }
 }
 
@@ -200,19 +182,11 @@ impl SessionStore for MemoryStore {
         Ok(())
     }
 
-    async fn get_session(
-        &self,
-        id: &SessionId,
-        now: Timestamp,
-    ) -> Result<Option<Session>, StoreError> {
+    async fn get_session(&self, id: &SessionId, now: Timestamp) -> Result<Option<Session>, StoreError> {
         Ok(live_session(&self.lock(), id, now).cloned())
     }
 
-    async fn touch_session(
-        &self,
-        id: &SessionId,
-        touch: SessionTouch,
-    ) -> Result<Session, StoreError> {
+    async fn touch_session(&self, id: &SessionId, touch: SessionTouch) -> Result<Session, StoreError> {
         let mut g = self.lock();
         let s = g
             .sessions
@@ -220,6 +194,40 @@ impl SessionStore for MemoryStore {
             .filter(|s| is_live(s.expires_at, touch.now))
             .ok_or(StoreError::NotFound)?;
         apply_touch(s, touch);
+        Ok(s.clone())
+    }
+
+    async fn set_prechat(
+        &self,
+        id: &SessionId,
+        prechat: &PreChat,
+        email_lookup: Option<&str>,
+        now: Timestamp,
+    ) -> Result<Session, StoreError> {
+        let mut g = self.lock();
+        let s = g
+            .sessions
+            .get_mut(id.as_str())
+            .filter(|s| is_live(s.expires_at, now))
+            .ok_or(StoreError::NotFound)?;
+        apply_prechat(s, prechat, email_lookup, now);
+        Ok(s.clone())
+    }
+
+    async fn mark_read(
+        &self,
+        id: &SessionId,
+        role: AuthorRole,
+        seq: u64,
+        now: Timestamp,
+    ) -> Result<Session, StoreError> {
+        let mut g = self.lock();
+        let s = g
+            .sessions
+            .get_mut(id.as_str())
+            .filter(|s| is_live(s.expires_at, now))
+            .ok_or(StoreError::NotFound)?;
+        apply_read(s, role, seq);
         Ok(s.clone())
     }
 
@@ -240,6 +248,29 @@ impl SessionStore for MemoryStore {
     }
 }
 
+/// The state change of a pre-chat form, shared with the DynamoDB store.
+pub(super) fn apply_prechat(s: &mut Session, prechat: &PreChat, email_lookup: Option<&str>, now: Timestamp) {
+    s.prechat = Some(prechat.clone());
+    s.email_lookup = email_lookup.map(str::to_owned);
+    apply_touch(
+        s,
+        SessionTouch {
+            now,
+            renew_token: false,
+        },
+    );
+}
+
+/// The state change of a read marker, shared with the DynamoDB store.
+pub(super) fn apply_read(s: &mut Session, role: AuthorRole, seq: u64) {
+    let seq = seq.min(s.last_seq);
+    let marker = match role {
+        AuthorRole::Visitor => &mut s.visitor_read_seq,
+        AuthorRole::Agent | AuthorRole::System => &mut s.agent_read_seq,
+    };
+    *marker = (*marker).max(seq);
+}
+
 /// The state change of a touch, shared with the DynamoDB store.
 pub(super) fn apply_touch(s: &mut Session, touch: SessionTouch) {
     s.last_access_at = s.last_access_at.max(touch.now);
@@ -251,20 +282,13 @@ pub(super) fn apply_touch(s: &mut Session, touch: SessionTouch) {
 
 /// The state change of an append, shared with the DynamoDB store: the next
 /// sequence number, the rate window, and the conversation's new expiry.
-pub(super) fn apply_append(
-    s: &mut Session,
-    now: Timestamp,
-    rate: Option<RateLimit>,
-) -> Result<u64, StoreError> {
+pub(super) fn apply_append(s: &mut Session, now: Timestamp, rate: Option<RateLimit>) -> Result<u64, StoreError> {
     if let Some(rate) = rate {
         match rate.check(s.rate_window_start, s.rate_count, now) {
             RateDecision::Limited { retry_after } => {
                 return Err(StoreError::RateLimited { retry_after });
             }
-            RateDecision::Allowed {
-                window_start,
-                count,
-            } => {
+            RateDecision::Allowed { window_start, count } => {
                 s.rate_window_start = window_start;
                 s.rate_count = count;
             }
@@ -287,7 +311,7 @@ impl MessageStore for MemoryStore {
     ) -> Result<Appended, StoreError> {
         let mut g = self.lock();
         let sid = msg.session_id.to_string();
-        if live_session(&g, &msg.session_id, now).is_none() {
+        if live_session(&g, &msg.session_id, now).is_none_or(|s| s.site_id != msg.site_id) {
             return Err(StoreError::NotFound);
         }
         let cmid = (
@@ -295,13 +319,9 @@ impl MessageStore for MemoryStore {
             keys::cmid_sk(msg.author.role, &msg.author.id, &msg.client_msg_id),
         );
         if let Some(seq) = g.cmids.get(&cmid).copied() {
-            let message = g
-                .messages
-                .get(&(sid, seq))
-                .cloned()
-                .ok_or(StoreError::Corrupt {
-                    operation: "append_message",
-                })?;
+            let message = g.messages.get(&(sid, seq)).cloned().ok_or(StoreError::Corrupt {
+                operation: "append_message",
+            })?;
             return Ok(Appended {
                 message,
                 duplicate: true,
@@ -325,12 +345,7 @@ impl MessageStore for MemoryStore {
         })
     }
 
-    async fn list_messages(
-        &self,
-        session: &SessionId,
-        after: u64,
-        limit: u32,
-    ) -> Result<MessagePage, StoreError> {
+    async fn list_messages(&self, session: &SessionId, after: u64, limit: u32) -> Result<MessagePage, StoreError> {
         let g = self.lock();
         let limit = clamp_limit(limit) as usize;
         let sid = session.to_string();
@@ -354,22 +369,16 @@ impl ConnectionStore for MemoryStore {
         g.connections.insert(cid.clone(), conn.clone());
         match &conn.principal {
             Principal::Visitor { session_id, .. } => {
-                g.members
-                    .insert((session_id.to_string(), cid), conn.clone());
+                g.members.insert((session_id.to_string(), cid), conn.clone());
             }
             Principal::Agent { .. } => {
-                g.agents_online
-                    .insert((conn.site_id.to_string(), cid), conn.clone());
+                g.agents_online.insert((conn.site_id.to_string(), cid), conn.clone());
             }
         }
         Ok(())
     }
 
-    async fn get_connection(
-        &self,
-        id: &ConnectionId,
-        now: Timestamp,
-    ) -> Result<Option<Connection>, StoreError> {
+    async fn get_connection(&self, id: &ConnectionId, now: Timestamp) -> Result<Option<Connection>, StoreError> {
         Ok(self
             .lock()
             .connections
@@ -388,8 +397,7 @@ impl ConnectionStore for MemoryStore {
                 g.members.remove(&(session_id.to_string(), id.to_string()));
             }
             Principal::Agent { .. } => {
-                g.agents_online
-                    .remove(&(conn.site_id.to_string(), id.to_string()));
+                g.agents_online.remove(&(conn.site_id.to_string(), id.to_string()));
             }
         }
         Ok(Some(conn))
@@ -411,8 +419,7 @@ impl ConnectionStore for MemoryStore {
         if live_session(&g, session, now).is_none() {
             return Err(StoreError::NotFound);
         }
-        g.members
-            .insert((session.to_string(), conn.to_string()), c.clone());
+        g.members.insert((session.to_string(), conn.to_string()), c.clone());
         Ok(c)
     }
 
@@ -424,21 +431,13 @@ impl ConnectionStore for MemoryStore {
         Ok(live_under(&self.lock().members, session.as_str(), now))
     }
 
-    async fn agent_connections(
-        &self,
-        site: &SiteId,
-        now: Timestamp,
-    ) -> Result<Vec<Connection>, StoreError> {
+    async fn agent_connections(&self, site: &SiteId, now: Timestamp) -> Result<Vec<Connection>, StoreError> {
         Ok(live_under(&self.lock().agents_online, site.as_str(), now))
     }
 }
 
 /// Live connections keyed under `owner` (a session's recipients, a site's agents).
-fn live_under(
-    map: &BTreeMap<(String, String), Connection>,
-    owner: &str,
-    now: Timestamp,
-) -> Vec<Connection> {
+fn live_under(map: &BTreeMap<(String, String), Connection>, owner: &str, now: Timestamp) -> Vec<Connection> {
     map.range((owner.to_owned(), String::new())..)
         .take_while(|((o, _), _)| o == owner)
         .filter(|(_, c)| is_live(c.expires_at, now))
@@ -447,11 +446,7 @@ fn live_under(
 }
 
 fn conv_position(s: &Session) -> String {
-    format!(
-        "{}#{}",
-        keys::ts(s.last_activity_at.unwrap_or(s.created_at)),
-        s.id
-    )
+    format!("{}#{}", keys::ts(s.last_activity_at.unwrap_or(s.created_at)), s.id)
 }
 
 #[async_trait]
@@ -506,9 +501,7 @@ impl ConversationStore for MemoryStore {
             g.members.remove(&k);
             counts.add("membership", 1);
             // A visitor's own connection goes with their session; an agent's stays.
-            if matches!(c.principal, Principal::Visitor { .. })
-                && g.connections.remove(c.id.as_str()).is_some()
-            {
+            if matches!(c.principal, Principal::Visitor { .. }) && g.connections.remove(c.id.as_str()).is_some() {
                 counts.add("connection", 1);
             }
         }
@@ -528,21 +521,13 @@ fn sessions_where(g: &Inner, mut pred: impl FnMut(&Session) -> bool) -> Vec<Sess
 
 #[async_trait]
 impl SubjectStore for MemoryStore {
-    async fn sessions_of_visitor(
-        &self,
-        site: &SiteId,
-        visitor: &VisitorId,
-    ) -> Result<Vec<Session>, StoreError> {
+    async fn sessions_of_visitor(&self, site: &SiteId, visitor: &VisitorId) -> Result<Vec<Session>, StoreError> {
         Ok(sessions_where(&self.lock(), |s| {
             s.site_id == *site && s.visitor_id == *visitor
         }))
     }
 
-    async fn sessions_by_email(
-        &self,
-        site: &SiteId,
-        email_lookup: &str,
-    ) -> Result<Vec<Session>, StoreError> {
+    async fn sessions_by_email(&self, site: &SiteId, email_lookup: &str) -> Result<Vec<Session>, StoreError> {
         Ok(sessions_where(&self.lock(), |s| {
             s.site_id == *site && s.email_lookup.as_deref() == Some(email_lookup)
         }))
@@ -587,8 +572,7 @@ impl RetentionStore for MemoryStore {
             .filter(|s| s.site_id == *site)
             .filter_map(|s| {
                 let ip = s.ip.as_ref()?;
-                (ip.recorded_at < before)
-                    .then(|| (format!("{}#{}", keys::ts(ip.recorded_at), s.id), s.clone()))
+                (ip.recorded_at < before).then(|| (format!("{}#{}", keys::ts(ip.recorded_at), s.id), s.clone()))
             })
             .collect();
         items.sort_by(|a, b| a.0.cmp(&b.0));
@@ -652,11 +636,7 @@ impl RetentionStore for MemoryStore {
             if g.sessions.contains_key(&sid) {
                 continue; // no longer an orphan
             }
-            let removed = match o
-                .sk
-                .strip_prefix(keys::MSG_PREFIX)
-                .and_then(|s| s.parse::<u64>().ok())
-            {
+            let removed = match o.sk.strip_prefix(keys::MSG_PREFIX).and_then(|s| s.parse::<u64>().ok()) {
                 Some(seq) => g.messages.remove(&(sid, seq)).is_some(),
                 None => g.cmids.remove(&(sid, o.sk.clone())).is_some(),
             };
@@ -686,10 +666,7 @@ impl AuditStore for MemoryStore {
             record.site_id.to_string(),
             format!("{}#{}", keys::ts(record.at), record.id),
         );
-        self.lock()
-            .audit
-            .entry(key)
-            .or_insert_with(|| record.clone());
+        self.lock().audit.entry(key).or_insert_with(|| record.clone());
         Ok(())
     }
 
@@ -716,12 +693,7 @@ impl AuditStore for MemoryStore {
 
 #[async_trait]
 impl RateLimitStore for MemoryStore {
-    async fn hit(
-        &self,
-        key: &str,
-        limit: RateLimit,
-        now: Timestamp,
-    ) -> Result<RateDecision, StoreError> {
+    async fn hit(&self, key: &str, limit: RateLimit, now: Timestamp) -> Result<RateDecision, StoreError> {
         let start = limit.window_start(now);
         let mut g = self.lock();
         let entry = g

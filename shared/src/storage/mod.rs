@@ -19,8 +19,8 @@ use async_trait::async_trait;
 
 use crate::clock::Timestamp;
 use crate::domain::{
-    Agent, AgentId, AuditRecord, Author, ClientMsgId, Connection, ConnectionId, ConversationStatus,
-    Message, MessageText, Principal, Session, SessionId, Site, SiteId, VisitorId,
+    Agent, AgentId, AuditRecord, Author, AuthorRole, ClientMsgId, Connection, ConnectionId, ConversationStatus,
+    Message, MessageText, PreChat, Principal, Session, SessionId, Site, SiteId, VisitorId,
 };
 use crate::policy::{RateDecision, RateLimit};
 
@@ -97,6 +97,8 @@ pub struct SessionTouch {
 /// A message to append to a conversation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewMessage {
+    /// The site the sender belongs to; a session of another site is [`StoreError::NotFound`].
+    pub site_id: SiteId,
     /// The conversation.
     pub session_id: SessionId,
     /// Who wrote it.
@@ -182,17 +184,26 @@ pub trait SessionStore: Send + Sync {
     /// Stores a new session; [`StoreError::AlreadyExists`] if the id is taken.
     async fn create_session(&self, session: &Session) -> Result<(), StoreError>;
     /// Reads a live session.
-    async fn get_session(
-        &self,
-        id: &SessionId,
-        now: Timestamp,
-    ) -> Result<Option<Session>, StoreError>;
+    async fn get_session(&self, id: &SessionId, now: Timestamp) -> Result<Option<Session>, StoreError>;
     /// Records an access: updates last access, renews the token if asked, and
     /// recomputes the expiry. [`StoreError::NotFound`] if absent or expired.
-    async fn touch_session(
+    async fn touch_session(&self, id: &SessionId, touch: SessionTouch) -> Result<Session, StoreError>;
+    /// Records the visitor's pre-chat form (name, email, consent) and the email's
+    /// lookup key; replaces an earlier form. Counts as an access.
+    async fn set_prechat(
         &self,
         id: &SessionId,
-        touch: SessionTouch,
+        prechat: &PreChat,
+        email_lookup: Option<&str>,
+        now: Timestamp,
+    ) -> Result<Session, StoreError>;
+    /// Records that `role` has read up to `seq` (never moves backwards, never past the last message).
+    async fn mark_read(
+        &self,
+        id: &SessionId,
+        role: AuthorRole,
+        seq: u64,
+        now: Timestamp,
     ) -> Result<Session, StoreError>;
     /// Opens or closes a conversation for agents.
     async fn set_status(
@@ -217,12 +228,7 @@ pub trait MessageStore: Send + Sync {
         rate: Option<RateLimit>,
     ) -> Result<Appended, StoreError>;
     /// Messages with a sequence number above `after`, oldest first, at most `limit`.
-    async fn list_messages(
-        &self,
-        session: &SessionId,
-        after: u64,
-        limit: u32,
-    ) -> Result<MessagePage, StoreError>;
+    async fn list_messages(&self, session: &SessionId, after: u64, limit: u32) -> Result<MessagePage, StoreError>;
 }
 
 /// WebSocket connections.
@@ -232,11 +238,7 @@ pub trait ConnectionStore: Send + Sync {
     /// the visitor's conversation or the site's online agents.
     async fn put_connection(&self, conn: &Connection) -> Result<(), StoreError>;
     /// Reads a live connection.
-    async fn get_connection(
-        &self,
-        id: &ConnectionId,
-        now: Timestamp,
-    ) -> Result<Option<Connection>, StoreError>;
+    async fn get_connection(&self, id: &ConnectionId, now: Timestamp) -> Result<Option<Connection>, StoreError>;
     /// Removes a connection and all its memberships; returns what was removed (idempotent).
     async fn delete_connection(&self, id: &ConnectionId) -> Result<Option<Connection>, StoreError>;
     /// Adds an agent's connection to a conversation's recipients.
@@ -254,11 +256,7 @@ pub trait ConnectionStore: Send + Sync {
         now: Timestamp,
     ) -> Result<Vec<Connection>, StoreError>;
     /// Live agent connections of a site: one Query on the site's partition.
-    async fn agent_connections(
-        &self,
-        site: &SiteId,
-        now: Timestamp,
-    ) -> Result<Vec<Connection>, StoreError>;
+    async fn agent_connections(&self, site: &SiteId, now: Timestamp) -> Result<Vec<Connection>, StoreError>;
 }
 
 /// Listing and deleting a site's conversations.
@@ -284,18 +282,10 @@ pub trait ConversationStore: Send + Sync {
 #[async_trait]
 pub trait SubjectStore: Send + Sync {
     /// Every session of a visitor on a site, live or not yet swept, oldest first.
-    async fn sessions_of_visitor(
-        &self,
-        site: &SiteId,
-        visitor: &VisitorId,
-    ) -> Result<Vec<Session>, StoreError>;
+    async fn sessions_of_visitor(&self, site: &SiteId, visitor: &VisitorId) -> Result<Vec<Session>, StoreError>;
     /// Every session whose pre-chat email has this lookup key (see
     /// [`crate::auth::Pseudonymizer::email_lookup`]).
-    async fn sessions_by_email(
-        &self,
-        site: &SiteId,
-        email_lookup: &str,
-    ) -> Result<Vec<Session>, StoreError>;
+    async fn sessions_by_email(&self, site: &SiteId, email_lookup: &str) -> Result<Vec<Session>, StoreError>;
 }
 
 /// What the scheduled retention job needs beyond TTL.
@@ -323,12 +313,7 @@ pub trait RetentionStore: Send + Sync {
     /// One bounded page of the orphan sweep: items of a session (messages,
     /// retry records, memberships) whose session item is gone, and connection
     /// lookups whose connection has expired. The only Scan in eurochat.
-    async fn scan_orphans(
-        &self,
-        cursor: Option<&str>,
-        limit: u32,
-        now: Timestamp,
-    ) -> Result<Page<Orphan>, StoreError>;
+    async fn scan_orphans(&self, cursor: Option<&str>, limit: u32, now: Timestamp) -> Result<Page<Orphan>, StoreError>;
     /// Deletes orphans found by [`RetentionStore::scan_orphans`].
     async fn delete_orphans(&self, orphans: &[Orphan]) -> Result<u64, StoreError>;
     /// Reads a job checkpoint.
@@ -356,12 +341,7 @@ pub trait AuditStore: Send + Sync {
 #[async_trait]
 pub trait RateLimitStore: Send + Sync {
     /// Counts one request for `key` against `limit` at `now`.
-    async fn hit(
-        &self,
-        key: &str,
-        limit: RateLimit,
-        now: Timestamp,
-    ) -> Result<RateDecision, StoreError>;
+    async fn hit(&self, key: &str, limit: RateLimit, now: Timestamp) -> Result<RateDecision, StoreError>;
 }
 
 /// Everything at once, for wiring (the local gateway, tests). Operations should

@@ -4,8 +4,8 @@
 //! TTL attribute.
 
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-    ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType,
+    ScalarAttributeType, TimeToLiveSpecification,
 };
 
 use super::keys;
@@ -34,10 +34,7 @@ fn key(name: &str, kt: KeyType) -> Result<KeySchemaElement, StoreError> {
 
 /// Creates the table (on-demand, all indexes projecting all attributes) and
 /// enables TTL on [`keys::TTL`]. Succeeds if the table already exists.
-pub async fn create_table(
-    client: &aws_sdk_dynamodb::Client,
-    table: &str,
-) -> Result<(), StoreError> {
+pub async fn create_table(client: &aws_sdk_dynamodb::Client, table: &str) -> Result<(), StoreError> {
     let build_err = |_| StoreError::Backend {
         operation: "CreateTable",
         code: Some("BuildError".into()),
@@ -63,11 +60,7 @@ pub async fn create_table(
                 .index_name(index)
                 .key_schema(key(p, KeyType::Hash)?)
                 .key_schema(key(s, KeyType::Range)?)
-                .projection(
-                    Projection::builder()
-                        .projection_type(ProjectionType::All)
-                        .build(),
-                )
+                .projection(Projection::builder().projection_type(ProjectionType::All).build())
                 .build()
                 .map_err(build_err)?,
         );

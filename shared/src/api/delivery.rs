@@ -1,0 +1,75 @@
+//! Fan-out: deliver a frame to a conversation's connections and the site's
+//! online agents, concurrently. A connection that is gone is deleted (it was
+//! closed without `$disconnect`); any other failure is logged and skipped, so
+//! one bad connection never fails a send.
+
+use std::collections::BTreeMap;
+
+use crate::clock::Timestamp;
+use crate::domain::{Connection, ConnectionId, SessionId, SiteId};
+use crate::gateway::{ConnectionGateway, GatewayError};
+use crate::storage::{ConnectionStore, StoreError};
+
+/// What a fan-out did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Delivered {
+    /// Connections that received the frame.
+    pub sent: usize,
+    /// Stale connections found and deleted.
+    pub gone: usize,
+    /// Connections that failed for another reason.
+    pub failed: usize,
+}
+
+/// Who should receive a conversation's frames: its members and, if `with_agents`,
+/// every online agent of the site; each once, never `exclude`.
+pub async fn recipients(
+    store: &(impl ConnectionStore + ?Sized),
+    site: &SiteId,
+    session: &SessionId,
+    with_agents: bool,
+    exclude: Option<&ConnectionId>,
+    now: Timestamp,
+) -> Result<Vec<Connection>, StoreError> {
+    let mut by_id: BTreeMap<ConnectionId, Connection> = BTreeMap::new();
+    for c in store.conversation_connections(session, now).await? {
+        by_id.insert(c.id.clone(), c);
+    }
+    if with_agents {
+        for c in store.agent_connections(site, now).await? {
+            by_id.insert(c.id.clone(), c);
+        }
+    }
+    if let Some(x) = exclude {
+        by_id.remove(x);
+    }
+    Ok(by_id.into_values().collect())
+}
+
+/// Sends `frame` to every connection in `to`, deleting the ones that are gone.
+pub async fn send_all(
+    store: &(impl ConnectionStore + ?Sized),
+    gateway: &dyn ConnectionGateway,
+    to: &[Connection],
+    frame: &[u8],
+) -> Delivered {
+    let results =
+        futures::future::join_all(to.iter().map(|c| async move { (c, gateway.send(&c.id, frame).await) })).await;
+    let mut d = Delivered::default();
+    for (c, r) in results {
+        match r {
+            Ok(()) => d.sent += 1,
+            Err(GatewayError::Gone) => {
+                d.gone += 1;
+                if let Err(e) = store.delete_connection(&c.id).await {
+                    tracing::warn!(error = %e, "could not delete a gone connection");
+                }
+            }
+            Err(e) => {
+                d.failed += 1;
+                tracing::warn!(error = %e, "delivery to one connection failed");
+            }
+        }
+    }
+    d
+}

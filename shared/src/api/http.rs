@@ -1,0 +1,81 @@
+//! The HTTP API (payload format 2.0) side: a view of the request and the visitor cookie.
+
+use std::net::IpAddr;
+
+use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
+use base64::Engine as _;
+
+use super::{MAX_HTTP_BODY_BYTES, VISITOR_COOKIE, cookie, header, json};
+use crate::error::ApiError;
+
+/// What the functions read from an HTTP API request.
+pub struct HttpRequest<'a> {
+    event: &'a ApiGatewayV2httpRequest,
+}
+
+impl<'a> HttpRequest<'a> {
+    /// A view of `event`.
+    pub fn new(event: &'a ApiGatewayV2httpRequest) -> Self {
+        Self { event }
+    }
+
+    /// A header by name (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&'a str> {
+        header(&self.event.headers, name)
+    }
+
+    /// The client's IP as API Gateway saw it.
+    pub fn source_ip(&self) -> Option<IpAddr> {
+        self.event
+            .request_context
+            .http
+            .source_ip
+            .as_deref()
+            .and_then(|ip| ip.parse().ok())
+    }
+
+    /// The visitor token cookie, if sent (payload 2.0 moves cookies out of the headers).
+    pub fn visitor_cookie(&self) -> Option<&'a str> {
+        let from_cookies = self.event.cookies.iter().flatten().map(String::as_str);
+        cookie(from_cookies, VISITOR_COOKIE).or_else(|| cookie(self.header("cookie"), VISITOR_COOKIE))
+    }
+
+    /// A bearer token from `Authorization`.
+    pub fn bearer(&self) -> Option<&'a str> {
+        self.header("authorization")
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+    }
+
+    /// A query string parameter.
+    pub fn query(&self, name: &str) -> Option<&'a str> {
+        self.event.query_string_parameters.first(name)
+    }
+
+    /// A path parameter.
+    pub fn path_param(&self, name: &str) -> Option<&'a str> {
+        self.event.path_parameters.get(name).map(String::as_str)
+    }
+
+    /// The body as a JSON object (an absent body is an empty object).
+    pub fn json_body(&self) -> Result<json::Object, ApiError> {
+        let Some(body) = self.event.body.as_deref() else {
+            return Ok(json::Object::new());
+        };
+        if self.event.is_base64_encoded {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(body)
+                .map_err(|_| ApiError::new(crate::error::ErrorCode::InvalidJson, "body is not valid base64"))?;
+            json::parse_object(&bytes, MAX_HTTP_BODY_BYTES)
+        } else {
+            json::parse_object(body.as_bytes(), MAX_HTTP_BODY_BYTES)
+        }
+    }
+}
+
+/// The `Set-Cookie` value carrying a visitor token for `max_age_secs`. `SameSite=None;
+/// Secure` so the widget's cross-site requests carry it; `HttpOnly` keeps it from scripts
+/// (the widget gets the token in the response body when it needs it).
+pub fn visitor_cookie_header(token: &str, max_age_secs: u64) -> String {
+    format!("{VISITOR_COOKIE}={token}; Max-Age={max_age_secs}; Path=/; Secure; HttpOnly; SameSite=None")
+}
