@@ -22,9 +22,9 @@ pub const EU_REGIONS: [&str; 6] = [
     "eu-south-2",
 ];
 
-/// API Gateway's WebSocket frame limit is 32 KB; a message's text plus its JSON
-/// envelope must fit, so text is capped well below it.
-pub const MAX_CONFIGURABLE_MESSAGE_BYTES: usize = 24 * 1024;
+/// API Gateway's WebSocket frame limit is 32 KB. JSON escaping can double a text
+/// (quotes, backslashes, line breaks), so 15 KiB of text plus the envelope always fits.
+pub const MAX_CONFIGURABLE_MESSAGE_BYTES: usize = 15 * 1024;
 
 /// Environment variable names, in one place for the functions, the SAM template
 /// check and the docs.
@@ -250,6 +250,11 @@ impl Config {
             None => loader,
         };
         loader.load().await
+    }
+
+    /// The DynamoDB store for this configuration's table, with a client built from `sdk`.
+    pub fn dynamo_store(&self, sdk: &aws_config::SdkConfig) -> crate::storage::DynamoStore {
+        crate::storage::DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), self.table_name.clone())
     }
 }
 

@@ -1,0 +1,217 @@
+//! `POST /v1/sessions`: creates an anonymous visitor session, or resumes one.
+//!
+//! A visitor without a token gets a new session and a six-month token (in the
+//! body and as a cookie). A visitor with a valid token gets the same session
+//! back and the token's lifetime renewed. A token in the body is strict (an
+//! invalid one is 401); the cookie is lenient (a stale cookie, e.g. of a
+//! session destroyed after 30 idle minutes, just yields a new session), because
+//! the widget cannot clear an HttpOnly cookie itself.
+
+use std::net::IpAddr;
+
+use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
+use chat_core::api::clip_user_agent;
+use chat_core::api::http::{HttpRequest, visitor_cookie_header};
+use chat_core::api::json::{self, Object};
+use chat_core::auth::{PresentedVisitorToken, issue_visitor_token};
+use chat_core::clock::{Clock, Timestamp};
+use chat_core::config::Config;
+use chat_core::domain::*;
+use chat_core::error::{ApiError, ErrorCode, json_response};
+use chat_core::policy::{self, VISITOR_TOKEN_LIFETIME};
+use chat_core::storage::{SessionStore, SessionTouch, SiteStore, StoreError};
+use serde::Serialize;
+
+/// What the handler needs.
+pub struct Deps<'a, S> {
+    /// Sites and sessions.
+    pub store: &'a S,
+    /// Time.
+    pub clock: &'a dyn Clock,
+    /// Configuration.
+    pub config: &'a Config,
+}
+
+/// The response body.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SessionResponse {
+    session_id: String,
+    visitor_id: String,
+    token: String,
+    token_expires_at: Timestamp,
+    expires_at: Timestamp,
+    last_seq: u64,
+    resumed: bool,
+}
+
+/// Handles one request. Never fails: every error is an HTTP response.
+pub async fn handle<S: SiteStore + SessionStore>(
+    event: ApiGatewayV2httpRequest,
+    deps: &Deps<'_, S>,
+) -> ApiGatewayV2httpResponse {
+    let req = HttpRequest::new(&event);
+    match create_or_resume(&req, deps).await {
+        Ok((status, body, token)) => {
+            let mut resp = json_response(status, &body);
+            resp.cookies = vec![visitor_cookie_header(&token, VISITOR_TOKEN_LIFETIME.as_secs())];
+            tracing::info!(status, resumed = body.resumed, "session response");
+            resp
+        }
+        Err(e) => {
+            tracing::info!(status = e.status(), code = e.code.as_str(), "session request refused");
+            e.http_response()
+        }
+    }
+}
+
+fn origin_refused() -> ApiError {
+    ApiError::new(ErrorCode::OriginNotAllowed, "this origin may not use this site's chat")
+}
+
+async fn create_or_resume<S: SiteStore + SessionStore>(
+    req: &HttpRequest<'_>,
+    deps: &Deps<'_, S>,
+) -> Result<(u16, SessionResponse, String), ApiError> {
+    let now = deps.clock.now();
+    let body = req.json_body()?;
+    let site_id = SiteId::parse(json::req_str(&body, "siteId")?)?;
+    let prechat_input = json::opt_object(&body, "prechat")?;
+    let origin = req
+        .header("origin")
+        .and_then(|o| Origin::parse(o).ok())
+        .ok_or_else(origin_refused)?;
+    // An unknown site and a foreign origin answer the same: nothing about which sites exist.
+    let site = deps.store.get_site(&site_id).await?.ok_or_else(origin_refused)?;
+    if !site.allows_origin(&origin) {
+        return Err(origin_refused());
+    }
+    let prechat = prechat_input.map(|p| parse_prechat(p, now)).transpose()?;
+    let email_lookup = prechat
+        .as_ref()
+        .and_then(|p| p.email.as_ref())
+        .map(|e| deps.config.pseudonymizer.email_lookup(&site.id, e));
+
+    // Resume: a strict token from the body, else a lenient one from the cookie.
+    let strict = json::opt_str(&body, "token")?;
+    let presented = match strict {
+        Some(t) => Some((t, true)),
+        None => req.visitor_cookie().map(|t| (t, false)),
+    };
+    if let Some((token, strict)) = presented {
+        match resume(deps, &site, token, now).await {
+            Ok(session) => {
+                let session = match &prechat {
+                    Some(p) => {
+                        deps.store
+                            .set_prechat(&session.id, p, email_lookup.as_deref(), now)
+                            .await?
+                    }
+                    None => session,
+                };
+                return Ok((200, response(&session, token.to_owned(), true), token.to_owned()));
+            }
+            Err(e) if strict => return Err(e),
+            Err(_) => {} // a stale cookie: start afresh below
+        }
+    }
+
+    let id = SessionId::generate();
+    let issued = issue_visitor_token(&id);
+    let ip = req
+        .source_ip()
+        .and_then(|ip: IpAddr| site.retention.ip_policy.apply(ip))
+        .map(|address| StoredIp {
+            address,
+            recorded_at: now,
+        });
+    let mut session = Session {
+        id,
+        site_id: site.id.clone(),
+        visitor_id: VisitorId::generate(),
+        token_hash: issued.hash.clone(),
+        token_expires_at: policy::visitor_token_expiry(now),
+        created_at: now,
+        last_access_at: now,
+        last_activity_at: None,
+        last_seq: 0,
+        retention_days: site.retention.conversation_days,
+        status: ConversationStatus::Open,
+        ip,
+        user_agent: req.header("user-agent").map(clip_user_agent),
+        prechat,
+        email_lookup,
+        visitor_read_seq: 0,
+        agent_read_seq: 0,
+        rate_window_start: Timestamp::default(),
+        rate_count: 0,
+        expires_at: now,
+    };
+    session.expires_at = policy::session_expiry(&session);
+    deps.store.create_session(&session).await?;
+    Ok((201, response(&session, issued.token.clone(), false), issued.token))
+}
+
+async fn resume<S: SessionStore>(
+    deps: &Deps<'_, S>,
+    site: &Site,
+    token: &str,
+    now: Timestamp,
+) -> Result<Session, ApiError> {
+    let presented = PresentedVisitorToken::parse(token)?;
+    let session = deps.store.get_session(presented.session_id(), now).await?;
+    // Absent, expired, another site's: all look like an invalid token.
+    let session = session
+        .filter(|s| s.site_id == site.id)
+        .ok_or_else(|| ApiError::from(chat_core::auth::AuthError::Invalid))?;
+    presented.verify(&session.token_hash, session.token_expires_at, now)?;
+    match deps
+        .store
+        .touch_session(&session.id, SessionTouch { now, renew_token: true })
+        .await
+    {
+        Ok(s) => Ok(s),
+        Err(StoreError::NotFound) => Err(chat_core::auth::AuthError::Invalid.into()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn parse_prechat(p: &Object, now: Timestamp) -> Result<PreChat, ApiError> {
+    let name = json::opt_str(p, "name")?.map(PersonName::parse).transpose()?;
+    let email = json::opt_str(p, "email")?.map(Email::parse).transpose()?;
+    let consent =
+        json::opt_object(p, "consent")?.ok_or(ValidationError::new("consent", "is required with pre-chat data"))?;
+    let purpose = json::req_str(consent, "purpose")?;
+    let policy_version = json::req_str(consent, "policyVersion")?;
+    let short = |field: &'static str, v: &str| {
+        if v.trim().is_empty() || v.len() > 100 {
+            Err(ValidationError::new(field, "must be 1-100 characters"))
+        } else {
+            Ok(v.trim().to_owned())
+        }
+    };
+    if name.is_none() && email.is_none() {
+        return Err(ValidationError::new("prechat", "needs a name or an email").into());
+    }
+    Ok(PreChat {
+        name,
+        email,
+        consent: Consent {
+            purpose: short("purpose", purpose)?,
+            policy_version: short("policyVersion", policy_version)?,
+            given_at: now,
+        },
+    })
+}
+
+fn response(s: &Session, token: String, resumed: bool) -> SessionResponse {
+    SessionResponse {
+        session_id: s.id.to_string(),
+        visitor_id: s.visitor_id.to_string(),
+        token,
+        token_expires_at: s.token_expires_at,
+        expires_at: s.expires_at,
+        last_seq: s.last_seq,
+        resumed,
+    }
+}

@@ -1,0 +1,24 @@
+//! Lambda glue for `create-session`: configuration and clients at cold start, then the handler.
+
+use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
+use chat_core::clock::SystemClock;
+use chat_core::config::Config;
+use lambda_runtime::{LambdaEvent, service_fn};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    chat_core::telemetry::init();
+    let config = Config::from_env().inspect_err(|e| tracing::error!(error = %e, "refusing to start"))?;
+    let sdk = config.aws_sdk_config().await;
+    let store = config.dynamo_store(&sdk);
+    let deps = create_session::Deps {
+        store: &store,
+        clock: &SystemClock,
+        config: &config,
+    };
+    lambda_runtime::run(service_fn(|event: LambdaEvent<ApiGatewayV2httpRequest>| {
+        let deps = &deps;
+        async move { Ok::<_, std::convert::Infallible>(create_session::handle(event.payload, deps).await) }
+    }))
+    .await
+}

@@ -1,0 +1,18 @@
+//! Lambda glue for `disconnect`: configuration and clients at cold start, then the handler.
+
+use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
+use chat_core::config::Config;
+use lambda_runtime::{LambdaEvent, service_fn};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    chat_core::telemetry::init();
+    let config = Config::from_env().inspect_err(|e| tracing::error!(error = %e, "refusing to start"))?;
+    let sdk = config.aws_sdk_config().await;
+    let store = config.dynamo_store(&sdk);
+    lambda_runtime::run(service_fn(|event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| {
+        let store = &store;
+        async move { Ok::<_, std::convert::Infallible>(disconnect::handle(event.payload, store).await) }
+    }))
+    .await
+}

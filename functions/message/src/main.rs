@@ -1,0 +1,28 @@
+//! Lambda glue for `message`: configuration and clients at cold start, then the handler.
+
+use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
+use chat_core::clock::SystemClock;
+use chat_core::config::Config;
+use chat_core::gateway::ManagementClients;
+use lambda_runtime::{LambdaEvent, service_fn};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    chat_core::telemetry::init();
+    let config = Config::from_env().inspect_err(|e| tracing::error!(error = %e, "refusing to start"))?;
+    let sdk = config.aws_sdk_config().await;
+    let store = config.dynamo_store(&sdk);
+    // One management client per API endpoint, built on first use and kept while warm.
+    let gateways = ManagementClients::new(sdk, config.local.as_ref().and_then(|l| l.apigw.clone()));
+    let deps = message::Deps {
+        store: &store,
+        gateways: &gateways,
+        clock: &SystemClock,
+        config: &config,
+    };
+    lambda_runtime::run(service_fn(|event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| {
+        let deps = &deps;
+        async move { Ok::<_, std::convert::Infallible>(message::handle(event.payload, deps).await) }
+    }))
+    .await
+}
