@@ -1,6 +1,6 @@
 //! The two store adapters behind one test interface.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -19,6 +19,8 @@ pub trait Backend: Send + Sync {
     async fn ttl_sweep(&self, now: Timestamp);
     /// A short name for messages.
     fn name(&self) -> &'static str;
+    /// How many items of each kind are stored.
+    async fn counts(&self) -> BTreeMap<String, usize>;
 }
 
 /// The in-memory adapter.
@@ -36,6 +38,13 @@ impl Backend for Memory {
     }
     fn name(&self) -> &'static str {
         "memory"
+    }
+    async fn counts(&self) -> BTreeMap<String, usize> {
+        self.0
+            .item_counts()
+            .into_iter()
+            .map(|(k, n)| (k.to_owned(), n))
+            .collect()
     }
 }
 
@@ -104,5 +113,17 @@ impl Backend for Dynamo {
     }
     fn name(&self) -> &'static str {
         "dynamodb"
+    }
+    async fn counts(&self) -> BTreeMap<String, usize> {
+        let mut counts = BTreeMap::new();
+        for item in self.raw_items().await {
+            let kind = item
+                .get(keys::KIND)
+                .and_then(|v| v.as_s().ok())
+                .cloned()
+                .unwrap_or_default();
+            *counts.entry(kind).or_default() += 1;
+        }
+        counts
     }
 }

@@ -5,12 +5,16 @@
 //! - [`backends`]: the two store adapters behind one interface, each able to
 //!   emulate DynamoDB's TTL sweeper, so one contract suite runs against both.
 //! - [`contract`]: that suite.
+//! - [`chat`]: the chat functions' handlers driven with API Gateway events.
+//! - [`chat_flows`]: the chat's rules as flows, run against both stores.
 //! - [`fixtures`]: sites, sessions and messages for tests.
 //! - [`requests`]: counts the DynamoDB requests a store operation makes.
 
 #![warn(missing_docs)]
 
 pub mod backends;
+pub mod chat;
+pub mod chat_flows;
 pub mod contract;
 pub mod fixtures;
 pub mod moto;

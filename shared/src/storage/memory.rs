@@ -121,6 +121,27 @@ impl MemoryStore {
         before - after
     }
 
+    /// How many items of each kind the store holds, named as the DynamoDB store's `kind`s.
+    pub fn item_counts(&self) -> BTreeMap<&'static str, usize> {
+        let g = self.lock();
+        [
+            ("site", g.sites.len()),
+            ("agent", g.agents.len()),
+            ("session", g.sessions.len()),
+            ("message", g.messages.len()),
+            ("clientMsgId", g.cmids.len()),
+            ("connection", g.connections.len()),
+            ("membership", g.members.len()),
+            ("agentOnline", g.agents_online.len()),
+            ("audit", g.audit.len()),
+            ("rate", g.rates.len()),
+            ("checkpoint", g.checkpoints.len()),
+        ]
+        .into_iter()
+        .filter(|(_, n)| *n > 0)
+        .collect()
+    }
+
     /// How many items of every kind the store holds (for tests and the local gateway's status line).
     pub fn item_count(&self) -> usize {
         let g = self.lock();

@@ -1,0 +1,291 @@
+//! The chat functions' handlers, driven the way API Gateway drives them: events
+//! built from the JSON fixtures in `tests/events/`, an in-memory or DynamoDB
+//! store, a recording gateway and a manual clock.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayV2httpRequest, ApiGatewayWebsocketProxyRequest};
+use aws_lambda_events::encodings::Body;
+use chat_core::clock::{Clock, ManualClock, Timestamp};
+use chat_core::config::{Config, vars};
+use chat_core::domain::*;
+use chat_core::gateway::RecordingGateway;
+use chat_core::storage::SiteStore;
+use serde_json::{Value, json};
+
+use crate::backends::Backend;
+use crate::fixtures::{T0, site};
+
+/// The site every chat test uses, and its widget's origin.
+pub const SITE: &str = "acme";
+/// The demo site's origin.
+pub const ORIGIN: &str = "https://acme.example";
+/// A second site, for cross-site checks.
+pub const OTHER_SITE: &str = "globex";
+/// Its origin.
+pub const OTHER_ORIGIN: &str = "https://globex.example";
+/// The WebSocket API's domain in the fixtures.
+pub const DOMAIN: &str = "abc123.execute-api.eu-central-1.amazonaws.com";
+
+fn fixture(name: &str) -> Value {
+    let text = match name {
+        "http" => include_str!("../events/http-post-sessions.json"),
+        "connect" => include_str!("../events/ws-connect.json"),
+        "message" => include_str!("../events/ws-message.json"),
+        _ => include_str!("../events/ws-disconnect.json"),
+    };
+    serde_json::from_str(text).expect("fixture is JSON")
+}
+
+/// The configuration tests run with (EU region, test secrets, default limits).
+pub fn test_config() -> Config {
+    Config::from_lookup(|k| match k {
+        vars::REGION => Some("eu-central-1".into()),
+        vars::TABLE_NAME => Some("unused".into()),
+        vars::AGENT_TOKEN_SECRET => Some("agent-token-secret-for-tests-only!".into()),
+        vars::PSEUDONYM_KEY => Some("pseudonym-key-for-tests-only-xxxx".into()),
+        _ => None,
+    })
+    .expect("test configuration")
+}
+
+/// A visitor as the widget knows it after `POST /v1/sessions`.
+#[derive(Debug, Clone)]
+pub struct Visitor {
+    /// The token.
+    pub token: String,
+    /// The session.
+    pub session_id: String,
+    /// The visitor.
+    pub visitor_id: String,
+}
+
+/// A response to `POST /v1/sessions`, decoded.
+#[derive(Debug)]
+pub struct HttpReply {
+    /// Status.
+    pub status: u16,
+    /// Body JSON.
+    pub body: Value,
+    /// `Set-Cookie` values.
+    pub cookies: Vec<String>,
+    /// `Retry-After`, if any.
+    pub retry_after: Option<String>,
+}
+
+/// The world of a chat test.
+pub struct Chat<B: Backend> {
+    /// The store.
+    pub backend: B,
+    /// Everything sent to WebSocket clients.
+    pub gateway: Arc<RecordingGateway>,
+    /// Time.
+    pub clock: ManualClock,
+    /// Configuration.
+    pub config: Config,
+}
+
+impl<B: Backend> Chat<B> {
+    /// A world at `T0` with sites `acme` (agents alice: admin, bob: agent) and `globex` (agent eve).
+    pub async fn new(backend: B) -> Self {
+        let chat = Self {
+            backend,
+            gateway: Arc::new(RecordingGateway::new()),
+            clock: ManualClock::at(T0),
+            config: test_config(),
+        };
+        for (site_id, agents) in [
+            (SITE, vec![("alice", AgentRole::Admin), ("bob", AgentRole::Agent)]),
+            (OTHER_SITE, vec![("eve", AgentRole::Admin)]),
+        ] {
+            let s = site(site_id);
+            chat.backend.store().put_site(&s).await.expect("put site");
+            for (id, role) in agents {
+                let agent = Agent {
+                    site_id: s.id.clone(),
+                    id: AgentId::parse(id).unwrap(),
+                    display_name: id.to_owned(),
+                    role,
+                    active: true,
+                    created_at: T0,
+                };
+                chat.backend.store().put_agent(&agent).await.expect("put agent");
+            }
+        }
+        chat
+    }
+
+    /// Moves time forward.
+    pub fn advance(&self, d: Duration) {
+        self.clock.advance(d);
+    }
+
+    /// Now.
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    /// A 12-hour agent token.
+    pub fn agent_token(&self, site: &str, agent: &str, role: AgentRole) -> String {
+        self.config.agent_keys.mint(
+            &SiteId::parse(site).unwrap(),
+            &AgentId::parse(agent).unwrap(),
+            role,
+            self.now(),
+            Duration::from_secs(12 * 3600),
+        )
+    }
+
+    /// `POST /v1/sessions` with a JSON body and extra headers (`origin` defaults to acme's).
+    pub async fn post_session(&self, body: &Value, headers: &[(&str, &str)], cookies: &[&str]) -> HttpReply {
+        let mut e = fixture("http");
+        e["body"] = Value::String(body.to_string());
+        for (k, v) in headers {
+            e["headers"][k.to_lowercase()] = Value::String((*v).to_owned());
+        }
+        if !cookies.is_empty() {
+            e["cookies"] = json!(cookies);
+        }
+        self.post_session_event(e).await
+    }
+
+    /// `POST /v1/sessions` with a raw event.
+    pub async fn post_session_event(&self, e: Value) -> HttpReply {
+        let event: ApiGatewayV2httpRequest = serde_json::from_value(e).expect("HTTP API event");
+        let deps = create_session::Deps {
+            store: self.backend.store(),
+            clock: &self.clock,
+            config: &self.config,
+        };
+        let r = create_session::handle(event, &deps).await;
+        let body = match r.body {
+            Some(Body::Text(t)) => serde_json::from_str(&t).expect("JSON body"),
+            _ => Value::Null,
+        };
+        HttpReply {
+            status: u16::try_from(r.status_code).unwrap_or(0),
+            body,
+            cookies: r.cookies,
+            retry_after: r
+                .headers
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+        }
+    }
+
+    /// A new visitor of `site` (from its origin).
+    pub async fn visitor_of(&self, site: &str, origin: &str) -> Visitor {
+        let r = self
+            .post_session(&json!({ "siteId": site }), &[("origin", origin)], &[])
+            .await;
+        assert_eq!(r.status, 201, "{:?}", r.body);
+        Visitor {
+            token: r.body["token"].as_str().unwrap().to_owned(),
+            session_id: r.body["sessionId"].as_str().unwrap().to_owned(),
+            visitor_id: r.body["visitorId"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    /// A new visitor of `acme`.
+    pub async fn visitor(&self) -> Visitor {
+        self.visitor_of(SITE, ORIGIN).await
+    }
+
+    /// `$connect` with the given connection id, query, headers and source IP.
+    pub async fn connect_event(
+        &self,
+        conn: &str,
+        query: &[(&str, &str)],
+        headers: &[(&str, &str)],
+        ip: &str,
+    ) -> ApiGatewayProxyResponse {
+        let mut e = fixture("connect");
+        e["requestContext"]["connectionId"] = json!(conn);
+        e["requestContext"]["identity"]["sourceIp"] = json!(ip);
+        for (k, v) in query {
+            e["queryStringParameters"][*k] = json!(v);
+        }
+        for (k, v) in headers {
+            e["headers"][*k] = json!(v);
+        }
+        let event: ApiGatewayWebsocketProxyRequest = serde_json::from_value(e).expect("WebSocket event");
+        let deps = connect::Deps {
+            store: self.backend.store(),
+            clock: &self.clock,
+            config: &self.config,
+        };
+        connect::handle(event, &deps).await
+    }
+
+    /// `$connect` with a token in the query string from acme's origin; returns the status.
+    pub async fn connect(&self, conn: &str, token: &str) -> u16 {
+        self.connect_from(conn, token, ORIGIN).await
+    }
+
+    /// `$connect` with a token in the query string from `origin`; returns the status.
+    pub async fn connect_from(&self, conn: &str, token: &str, origin: &str) -> u16 {
+        let r = self
+            .connect_event(conn, &[("token", token)], &[("Origin", origin)], "203.0.113.77")
+            .await;
+        u16::try_from(r.status_code).unwrap_or(0)
+    }
+
+    /// A frame from connection `conn` (raw body).
+    pub async fn send_raw(&self, conn: &str, body: &str, base64: bool) -> u16 {
+        let mut e = fixture("message");
+        e["requestContext"]["connectionId"] = json!(conn);
+        e["body"] = json!(body);
+        e["isBase64Encoded"] = json!(base64);
+        self.message_event(e).await
+    }
+
+    /// A message route event.
+    pub async fn message_event(&self, e: Value) -> u16 {
+        let event: ApiGatewayWebsocketProxyRequest = serde_json::from_value(e).expect("WebSocket event");
+        let deps = message::Deps {
+            store: self.backend.store(),
+            gateways: &self.gateway,
+            clock: &self.clock,
+            config: &self.config,
+        };
+        u16::try_from(message::handle(event, &deps).await.status_code).unwrap_or(0)
+    }
+
+    /// A JSON frame from connection `conn`.
+    pub async fn send(&self, conn: &str, frame: Value) -> u16 {
+        self.send_raw(conn, &frame.to_string(), false).await
+    }
+
+    /// `$disconnect` of `conn`.
+    pub async fn disconnect(&self, conn: &str) -> u16 {
+        let mut e = fixture("disconnect");
+        e["requestContext"]["connectionId"] = json!(conn);
+        let event: ApiGatewayWebsocketProxyRequest = serde_json::from_value(e).expect("WebSocket event");
+        u16::try_from(disconnect::handle(event, self.backend.store()).await.status_code).unwrap_or(0)
+    }
+
+    /// Frames delivered to `conn`, oldest first.
+    pub fn frames(&self, conn: &str) -> Vec<Value> {
+        self.gateway.frames_to(&ConnectionId::parse(conn).unwrap())
+    }
+
+    /// Frames of one `type` delivered to `conn`.
+    pub fn frames_of(&self, conn: &str, kind: &str) -> Vec<Value> {
+        self.frames(conn).into_iter().filter(|f| f["type"] == kind).collect()
+    }
+
+    /// The last frame delivered to `conn`.
+    pub fn last(&self, conn: &str) -> Value {
+        self.frames(conn).pop().unwrap_or(Value::Null)
+    }
+
+    /// Stored items by kind, without the per-IP attempt counters.
+    pub async fn stored(&self) -> BTreeMap<String, usize> {
+        let mut c = self.backend.counts().await;
+        c.remove("rate");
+        c
+    }
+}

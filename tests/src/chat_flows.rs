@@ -1,0 +1,961 @@
+//! The chat's rules (issue 3), as flows through the real handlers. Each is a
+//! test for both stores via [`chat_suite!`](crate::chat_suite).
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use chat_core::domain::{AgentId, AgentRole, ConnectionId, SessionId, SiteId};
+use chat_core::policy::{self, IpPolicy};
+use chat_core::storage::{ConnectionStore, SessionStore, SiteStore};
+use serde_json::{Value, json};
+
+use crate::backends::Backend;
+use crate::chat::*;
+
+/// Generates one `#[tokio::test]` per chat flow for the backend built by `$make`.
+#[macro_export]
+macro_rules! chat_suite {
+    ($make:expr) => {
+        $crate::chat_suite!(@cases $make;
+            visitor_and_agent_chat_through_every_function,
+            new_session_sets_a_six_month_cookie_and_stores_ip_per_policy,
+            returning_visitor_resumes_and_renews_the_token,
+            stale_cookie_starts_afresh_but_a_bad_body_token_is_refused,
+            prechat_needs_consent_and_is_stored,
+            empty_session_is_destroyed_30_minutes_after_last_access,
+            first_message_keeps_the_conversation_for_the_retention_period,
+            visitors_see_only_their_own_session,
+            agents_see_only_their_own_site,
+            same_client_msg_id_stores_once_and_acks_the_same_sequence,
+            history_pages_resume_without_gap_or_duplicate,
+            fan_out_reaches_only_the_conversation_and_site_agents,
+            gone_connections_are_deleted_and_others_still_receive,
+            typing_and_read_markers_reach_the_conversation,
+            message_size_and_rate_limits_answer_with_stable_codes,
+            per_ip_connection_rate_is_limited,
+            bad_frames_get_error_frames_and_change_nothing,
+            bad_connects_are_rejected_and_store_nothing,
+            bad_session_requests_are_refused_and_store_nothing,
+            tokens_are_accepted_from_subprotocol_and_cookie,
+            agent_ip_allow_list_is_enforced,
+            deactivated_agents_and_demoted_roles_take_effect_at_once,
+            disconnect_removes_the_connection_idempotently,
+            management_client_follows_the_request_domain_and_stage,
+        );
+    };
+    (@cases $make:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let chat = $crate::chat::Chat::new($make).await;
+                $crate::chat_flows::$case(&chat).await;
+            }
+        )*
+    };
+}
+
+fn code(frame: &Value) -> &str {
+    frame["code"].as_str().unwrap_or_default()
+}
+
+async fn agent_online<B: Backend>(c: &Chat<B>, conn: &str, agent: &str) {
+    let role = if agent == "bob" {
+        AgentRole::Agent
+    } else {
+        AgentRole::Admin
+    };
+    let site = if agent == "eve" { OTHER_SITE } else { SITE };
+    let origin = if agent == "eve" { OTHER_ORIGIN } else { ORIGIN };
+    let token = c.agent_token(site, agent, role);
+    assert_eq!(
+        c.connect_from(conn, &token, origin).await,
+        200,
+        "agent {agent} connects"
+    );
+}
+
+async fn visitor_online<B: Backend>(c: &Chat<B>, conn: &str) -> Visitor {
+    let v = c.visitor().await;
+    assert_eq!(c.connect(conn, &v.token).await, 200);
+    v
+}
+
+async fn say<B: Backend>(c: &Chat<B>, conn: &str, id: &str, text: &str) -> Value {
+    c.send(conn, json!({"action": "sendMessage", "clientMsgId": id, "text": text}))
+        .await;
+    c.last(conn)
+}
+
+/// GIVEN a visitor and an agent WHEN they chat through the four functions THEN messages
+/// are stored, acknowledged with their sequence and delivered both ways, and history has both.
+pub async fn visitor_and_agent_chat_through_every_function<B: Backend>(c: &Chat<B>) {
+    let v = visitor_online(c, "V1=").await;
+    agent_online(c, "A1=", "alice").await;
+    let ack = say(c, "V1=", "c-1", "Hello, is my order shipped?").await;
+    assert_eq!(
+        (ack["type"].as_str(), ack["seq"].as_u64(), ack["ref"].as_str()),
+        (Some("ack"), Some(1), Some("c-1"))
+    );
+    let got = c.frames_of("A1=", "message");
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0]["message"]["text"], "Hello, is my order shipped?");
+    assert_eq!(got[0]["message"]["sessionId"], v.session_id.as_str());
+
+    c.send("A1=", json!({"action": "join", "sessionId": v.session_id}))
+        .await;
+    assert_eq!(c.last("A1=")["type"], "joined");
+    c.send(
+        "A1=",
+        json!({"action": "sendMessage", "sessionId": v.session_id, "clientMsgId": "a-1", "text": "Yes, today."}),
+    )
+    .await;
+    assert_eq!(c.last("A1=")["seq"], 2);
+    let to_visitor = c.frames_of("V1=", "message");
+    assert_eq!(
+        (
+            to_visitor[0]["message"]["role"].as_str(),
+            to_visitor[0]["message"]["text"].as_str()
+        ),
+        (Some("agent"), Some("Yes, today."))
+    );
+
+    c.send("V1=", json!({"action": "history"})).await;
+    let h = c.last("V1=");
+    assert_eq!(h["type"], "history");
+    assert_eq!(
+        h["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["seq"].as_u64().unwrap())
+            .collect::<Vec<_>>(),
+        vec![1, 2]
+    );
+    assert_eq!(h["hasMore"], false);
+}
+
+/// GIVEN a site with the default IP policy WHEN a session is created THEN the response has
+/// the token, a Secure HttpOnly SameSite=None 6-month cookie, and the IP is stored as /24.
+pub async fn new_session_sets_a_six_month_cookie_and_stores_ip_per_policy<B: Backend>(c: &Chat<B>) {
+    let r = c.post_session(&json!({"siteId": SITE}), &[], &[]).await;
+    assert_eq!(r.status, 201);
+    let token = r.body["token"].as_str().unwrap();
+    assert_eq!(r.body["resumed"], false);
+    assert_eq!(
+        r.body["tokenExpiresAt"].as_i64(),
+        Some(policy::visitor_token_expiry(c.now()).millis())
+    );
+    let cookie = &r.cookies[0];
+    for part in [
+        format!("eurochat_vt={token}"),
+        "Max-Age=15811200".into(),
+        "Secure".into(),
+        "HttpOnly".into(),
+        "SameSite=None".into(),
+    ] {
+        assert!(cookie.contains(&part), "{cookie} lacks {part}");
+    }
+    let sid = SessionId::parse(r.body["sessionId"].as_str().unwrap()).unwrap();
+    let s = c.backend.store().get_session(&sid, c.now()).await.unwrap().unwrap();
+    assert_eq!(s.ip.as_ref().map(|i| i.address.as_str()), Some("203.0.113.0/24"));
+    assert!(s.user_agent.as_deref().unwrap().starts_with("Mozilla/5.0"));
+    assert_ne!(s.token_hash, token, "only the hash is stored");
+
+    for (policy, expected) in [(IpPolicy::Full, Some("203.0.113.77")), (IpPolicy::None, None)] {
+        let mut site = c
+            .backend
+            .store()
+            .get_site(&SiteId::parse(SITE).unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        site.retention.ip_policy = policy;
+        c.backend.store().put_site(&site).await.unwrap();
+        let r = c.post_session(&json!({"siteId": SITE}), &[], &[]).await;
+        let sid = SessionId::parse(r.body["sessionId"].as_str().unwrap()).unwrap();
+        let s = c.backend.store().get_session(&sid, c.now()).await.unwrap().unwrap();
+        assert_eq!(s.ip.as_ref().map(|i| i.address.as_str()), expected, "{policy:?}");
+    }
+}
+
+/// GIVEN a visitor who chatted WHEN they return after 90 days with their token THEN they get
+/// the same session, and the token lives six months from the return.
+pub async fn returning_visitor_resumes_and_renews_the_token<B: Backend>(c: &Chat<B>) {
+    let v = visitor_online(c, "V1=").await;
+    say(c, "V1=", "c-1", "hi").await;
+    c.advance(Duration::from_secs(90 * 86_400));
+    let r = c
+        .post_session(&json!({"siteId": SITE, "token": v.token}), &[], &[])
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(
+        (r.body["sessionId"].as_str(), r.body["resumed"].as_bool()),
+        (Some(v.session_id.as_str()), Some(true))
+    );
+    assert_eq!(r.body["lastSeq"], 1);
+    assert_eq!(
+        r.body["tokenExpiresAt"].as_i64(),
+        Some(policy::visitor_token_expiry(c.now()).millis())
+    );
+    let by_cookie = c
+        .post_session(&json!({"siteId": SITE}), &[], &[&format!("eurochat_vt={}", v.token)])
+        .await;
+    assert_eq!(
+        (by_cookie.status, by_cookie.body["sessionId"].as_str()),
+        (200, Some(v.session_id.as_str()))
+    );
+}
+
+/// GIVEN a cookie of a destroyed session WHEN the widget asks for a session THEN it gets a new
+/// one; a bad token in the body is refused (401) and nothing is stored.
+pub async fn stale_cookie_starts_afresh_but_a_bad_body_token_is_refused<B: Backend>(c: &Chat<B>) {
+    let v = c.visitor().await;
+    c.advance(Duration::from_secs(31 * 60));
+    let r = c
+        .post_session(&json!({"siteId": SITE}), &[], &[&format!("eurochat_vt={}", v.token)])
+        .await;
+    assert_eq!(r.status, 201);
+    assert_ne!(r.body["sessionId"].as_str(), Some(v.session_id.as_str()));
+    let before = c.stored().await;
+    for bad in [v.token.as_str(), "vt1.garbage", ""] {
+        let r = c.post_session(&json!({"siteId": SITE, "token": bad}), &[], &[]).await;
+        assert_eq!(r.status, 401, "{bad:?}: {:?}", r.body);
+        assert_eq!(r.body["error"]["code"], "unauthorized");
+    }
+    let fresh = c.visitor().await;
+    let before_other = c.stored().await;
+    let r = c
+        .post_session(
+            &json!({"siteId": OTHER_SITE, "token": fresh.token}),
+            &[("origin", OTHER_ORIGIN)],
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 401, "a token of another site's session is just invalid");
+    assert_eq!(c.stored().await, before_other);
+    assert_eq!(
+        before.get("session").map(|n| n + 1),
+        c.stored().await.get("session").copied()
+    );
+}
+
+/// GIVEN a pre-chat form WHEN it comes without consent or with a bad email THEN 400 and
+/// nothing stored; with consent THEN name, email and consent are stored, also on resume.
+pub async fn prechat_needs_consent_and_is_stored<B: Backend>(c: &Chat<B>) {
+    let before = c.stored().await;
+    let r = c
+        .post_session(
+            &json!({"siteId": SITE, "prechat": {"name": "Ada", "email": "ada@example.org"}}),
+            &[],
+            &[],
+        )
+        .await;
+    assert_eq!((r.status, r.body["error"]["field"].as_str()), (400, Some("consent")));
+    let r = c
+        .post_session(&json!({"siteId": SITE, "prechat": {"email": "not-an-email", "consent": {"purpose": "p", "policyVersion": "v1"}}}), &[], &[])
+        .await;
+    assert_eq!((r.status, r.body["error"]["field"].as_str()), (400, Some("email")));
+    assert_eq!(c.stored().await, before);
+
+    let consent = json!({"purpose": "support-follow-up", "policyVersion": "2026-01"});
+    let r = c
+        .post_session(
+            &json!({"siteId": SITE, "prechat": {"name": "Ada", "email": "Ada@Example.org", "consent": consent}}),
+            &[],
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 201);
+    let sid = SessionId::parse(r.body["sessionId"].as_str().unwrap()).unwrap();
+    let s = c.backend.store().get_session(&sid, c.now()).await.unwrap().unwrap();
+    let p = s.prechat.unwrap();
+    assert_eq!(
+        (p.name.unwrap().as_str(), p.email.unwrap().as_str()),
+        ("Ada", "Ada@example.org")
+    );
+    assert_eq!(
+        (p.consent.purpose.as_str(), p.consent.given_at),
+        ("support-follow-up", c.now())
+    );
+
+    // A form sent later attaches to the resumed session.
+    let v = c.visitor().await;
+    let r = c
+        .post_session(
+            &json!({"siteId": SITE, "token": v.token, "prechat": {"name": "Bo", "consent": consent}}),
+            &[],
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let s = c
+        .backend
+        .store()
+        .get_session(&SessionId::parse(&v.session_id).unwrap(), c.now())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(s.prechat.unwrap().name.unwrap().as_str(), "Bo");
+}
+
+/// GIVEN a session with no message WHEN 30 minutes pass after its last access THEN the token
+/// no longer connects or resumes, and the session with its IP is gone.
+pub async fn empty_session_is_destroyed_30_minutes_after_last_access<B: Backend>(c: &Chat<B>) {
+    let v = c.visitor().await;
+    c.advance(Duration::from_secs(20 * 60));
+    assert_eq!(c.connect("V1=", &v.token).await, 200, "connecting is an access");
+    c.advance(Duration::from_secs(29 * 60));
+    assert!(
+        c.backend
+            .store()
+            .get_session(&SessionId::parse(&v.session_id).unwrap(), c.now())
+            .await
+            .unwrap()
+            .is_some()
+    );
+    c.advance(Duration::from_secs(60));
+    assert_eq!(c.connect("V2=", &v.token).await, 401);
+    let r = c
+        .post_session(&json!({"siteId": SITE, "token": v.token}), &[], &[])
+        .await;
+    assert_eq!(r.status, 401);
+    say(c, "V1=", "c-1", "still there?").await;
+    assert_eq!(code(&c.last("V1=")), "not_found", "an expired session takes no message");
+    c.backend.ttl_sweep(c.now()).await;
+    assert_eq!(
+        c.stored().await.get("session"),
+        None,
+        "session, IP and technical data destroyed"
+    );
+}
+
+/// GIVEN a session WHEN its first message is sent THEN it outlives 30 minutes and lives for
+/// the site's retention after its last message.
+pub async fn first_message_keeps_the_conversation_for_the_retention_period<B: Backend>(c: &Chat<B>) {
+    let v = visitor_online(c, "V1=").await;
+    c.advance(Duration::from_secs(10 * 60));
+    say(c, "V1=", "c-1", "hello").await;
+    let sent_at = c.now();
+    c.advance(Duration::from_secs(3 * 3600));
+    c.backend.ttl_sweep(c.now()).await;
+    assert_eq!(
+        c.connect("V2=", &v.token).await,
+        200,
+        "a conversation survives the 30 minutes"
+    );
+    let s = c
+        .backend
+        .store()
+        .get_session(&SessionId::parse(&v.session_id).unwrap(), c.now())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(s.expires_at, sent_at.plus(policy::days(365)));
+}
+
+/// GIVEN two visitors WHEN one names the other's session THEN not_found, the same as for a
+/// session that does not exist, and nothing is revealed or stored.
+pub async fn visitors_see_only_their_own_session<B: Backend>(c: &Chat<B>) {
+    let _a = visitor_online(c, "VA=").await;
+    let b = visitor_online(c, "VB=").await;
+    c.send(
+        "VB=",
+        json!({"action": "sendMessage", "clientMsgId": "b1", "text": "secret of B"}),
+    )
+    .await;
+    let before = c.stored().await;
+    let ghost = SessionId::generate().to_string();
+    for target in [b.session_id.as_str(), ghost.as_str()] {
+        c.send("VA=", json!({"action": "history", "sessionId": target})).await;
+        let f = c.last("VA=");
+        assert_eq!((f["type"].as_str(), code(&f)), (Some("error"), "not_found"));
+        assert_eq!(
+            f["message"], "conversation not found",
+            "same answer whether it exists or not"
+        );
+        c.send(
+            "VA=",
+            json!({"action": "sendMessage", "sessionId": target, "clientMsgId": "x", "text": "intrusion"}),
+        )
+        .await;
+        assert_eq!(code(&c.last("VA=")), "not_found");
+    }
+    assert!(c.frames("VA=").iter().all(|f| !f.to_string().contains("secret of B")));
+    assert_eq!(c.stored().await, before);
+    c.send("VA=", json!({"action": "listConversations"})).await;
+    assert_eq!(code(&c.last("VA=")), "forbidden");
+}
+
+/// GIVEN agents of two sites WHEN one reaches for the other site's conversation THEN
+/// not_found (as for a missing one); lists show only their own site.
+pub async fn agents_see_only_their_own_site<B: Backend>(c: &Chat<B>) {
+    let v = visitor_online(c, "V1=").await;
+    say(c, "V1=", "c1", "acme question").await;
+    agent_online(c, "E1=", "eve").await;
+    assert!(
+        c.frames_of("E1=", "message").is_empty(),
+        "globex's agent got nothing of acme"
+    );
+    let before = c.stored().await;
+    for frame in [
+        json!({"action": "join", "sessionId": v.session_id}),
+        json!({"action": "history", "sessionId": v.session_id}),
+        json!({"action": "sendMessage", "sessionId": v.session_id, "clientMsgId": "e1", "text": "hi"}),
+        json!({"action": "markRead", "sessionId": v.session_id, "seq": 1}),
+        json!({"action": "typing", "sessionId": v.session_id, "isTyping": true}),
+        json!({"action": "join", "sessionId": SessionId::generate().to_string()}),
+    ] {
+        c.send("E1=", frame.clone()).await;
+        assert_eq!(code(&c.last("E1=")), "not_found", "{frame}");
+    }
+    assert_eq!(c.stored().await, before);
+    c.send("E1=", json!({"action": "listConversations"})).await;
+    assert_eq!(c.last("E1=")["items"], json!([]));
+    agent_online(c, "A1=", "alice").await;
+    c.send("A1=", json!({"action": "listConversations"})).await;
+    let items = c.last("A1=")["items"].clone();
+    assert_eq!(items.as_array().unwrap().len(), 1);
+    assert_eq!(items[0]["sessionId"], v.session_id.as_str());
+    // An acme agent token from globex's page is refused.
+    assert_eq!(
+        c.connect_from("A2=", &c.agent_token(SITE, "alice", AgentRole::Admin), OTHER_ORIGIN)
+            .await,
+        403
+    );
+    // A visitor token used from another site's page is refused.
+    assert_eq!(c.connect_from("V2=", &v.token, OTHER_ORIGIN).await, 403);
+}
+
+/// GIVEN a message WHEN the client retries it, or Lambda re-invokes the same event, THEN one
+/// message is stored and every ack carries the same sequence.
+pub async fn same_client_msg_id_stores_once_and_acks_the_same_sequence<B: Backend>(c: &Chat<B>) {
+    let v = visitor_online(c, "V1=").await;
+    let first = say(c, "V1=", "c-1", "once").await;
+    let again = say(c, "V1=", "c-1", "once").await;
+    assert_eq!(
+        (first["seq"].as_u64(), first["duplicate"].as_bool()),
+        (Some(1), Some(false))
+    );
+    assert_eq!(
+        (again["seq"].as_u64(), again["duplicate"].as_bool()),
+        (Some(1), Some(true))
+    );
+    assert_eq!(c.stored().await.get("message"), Some(&1));
+    let next = say(c, "V1=", "c-2", "twice").await;
+    assert_eq!(next["seq"], 2);
+    let _ = v;
+}
+
+/// GIVEN seven messages WHEN a reconnecting widget pages history after its last seen seq THEN
+/// it gets everything after, in order, with no gap and no duplicate.
+pub async fn history_pages_resume_without_gap_or_duplicate<B: Backend>(c: &Chat<B>) {
+    let v = visitor_online(c, "V1=").await;
+    agent_online(c, "A1=", "alice").await;
+    for i in 1..=7 {
+        if i % 3 == 0 {
+            c.send("A1=", json!({"action": "sendMessage", "sessionId": v.session_id, "clientMsgId": format!("a{i}"), "text": format!("m{i}")})).await;
+        } else {
+            say(c, "V1=", &format!("v{i}"), &format!("m{i}")).await;
+        }
+    }
+    let mut seen: Vec<u64> = Vec::new();
+    let mut after = 2; // the widget had seen 1 and 2 before reconnecting
+    assert_eq!(c.connect("V2=", &v.token).await, 200);
+    loop {
+        c.send("V2=", json!({"action": "history", "after": after, "limit": 2}))
+            .await;
+        let h = c.last("V2=");
+        let seqs: Vec<u64> = h["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["seq"].as_u64().unwrap())
+            .collect();
+        seen.extend(seqs.iter().copied());
+        if h["hasMore"] == false {
+            break;
+        }
+        after = *seqs.last().unwrap();
+    }
+    assert_eq!(seen, vec![3, 4, 5, 6, 7]);
+    c.send("V2=", json!({"action": "history", "limit": 101})).await;
+    assert_eq!(code(&c.last("V2=")), "invalid_request");
+}
+
+/// GIVEN two conversations, two acme agents and a globex agent WHEN a visitor writes THEN the
+/// message reaches the visitor's other tab and acme's agents, and nobody else.
+pub async fn fan_out_reaches_only_the_conversation_and_site_agents<B: Backend>(c: &Chat<B>) {
+    let a = visitor_online(c, "VA1=").await;
+    assert_eq!(c.connect("VA2=", &a.token).await, 200, "a second tab");
+    visitor_online(c, "VB=").await;
+    agent_online(c, "A1=", "alice").await;
+    agent_online(c, "A2=", "bob").await;
+    agent_online(c, "E1=", "eve").await;
+    say(c, "VA1=", "c1", "to my conversation only").await;
+    for conn in ["VA2=", "A1=", "A2="] {
+        assert_eq!(c.frames_of(conn, "message").len(), 1, "{conn}");
+    }
+    for conn in ["VB=", "E1="] {
+        assert!(c.frames_of(conn, "message").is_empty(), "{conn}");
+    }
+    assert!(
+        c.frames_of("VA1=", "message").is_empty(),
+        "the sender gets an ack, not a copy"
+    );
+}
+
+/// GIVEN an agent whose connection is gone and one whose delivery fails WHEN a visitor writes
+/// THEN the gone connection is deleted, the failing one kept, and the rest still receive.
+pub async fn gone_connections_are_deleted_and_others_still_receive<B: Backend>(c: &Chat<B>) {
+    visitor_online(c, "V1=").await;
+    agent_online(c, "A1=", "alice").await;
+    agent_online(c, "A2=", "bob").await;
+    agent_online(c, "A3=", "alice").await;
+    c.gateway.mark_gone(&ConnectionId::parse("A2=").unwrap());
+    c.gateway.mark_failing(&ConnectionId::parse("A3=").unwrap());
+    let ack = say(c, "V1=", "c1", "hello").await;
+    assert_eq!(ack["type"], "ack", "the send succeeds");
+    assert_eq!(c.frames_of("A1=", "message").len(), 1);
+    let now = c.now();
+    let st = c.backend.store();
+    assert!(
+        st.get_connection(&ConnectionId::parse("A2=").unwrap(), now)
+            .await
+            .unwrap()
+            .is_none(),
+        "gone: deleted"
+    );
+    assert!(
+        st.get_connection(&ConnectionId::parse("A3=").unwrap(), now)
+            .await
+            .unwrap()
+            .is_some(),
+        "failing: kept"
+    );
+    assert!(
+        st.get_connection(&ConnectionId::parse("V1=").unwrap(), now)
+            .await
+            .unwrap()
+            .is_some(),
+        "sender kept"
+    );
+}
+
+/// GIVEN a visitor and a joined agent WHEN either types or reads THEN the other side is told.
+pub async fn typing_and_read_markers_reach_the_conversation<B: Backend>(c: &Chat<B>) {
+    let v = visitor_online(c, "V1=").await;
+    agent_online(c, "A1=", "alice").await;
+    agent_online(c, "A2=", "bob").await;
+    say(c, "V1=", "c1", "hi").await;
+    c.send("A1=", json!({"action": "join", "sessionId": v.session_id}))
+        .await;
+    c.send("V1=", json!({"action": "typing", "isTyping": true})).await;
+    assert_eq!(c.frames_of("A1=", "typing")[0]["isTyping"], true);
+    assert!(
+        c.frames_of("A2=", "typing").is_empty(),
+        "typing goes to joined agents only"
+    );
+    c.send(
+        "A1=",
+        json!({"action": "typing", "sessionId": v.session_id, "isTyping": true}),
+    )
+    .await;
+    assert_eq!(c.frames_of("V1=", "typing")[0]["role"], "agent");
+    c.send(
+        "A1=",
+        json!({"action": "markRead", "sessionId": v.session_id, "seq": 1}),
+    )
+    .await;
+    let read = c.frames_of("V1=", "read");
+    assert_eq!(
+        (read[0]["role"].as_str(), read[0]["seq"].as_u64()),
+        (Some("agent"), Some(1))
+    );
+    c.send("V1=", json!({"action": "history"})).await;
+    assert_eq!(c.last("V1=")["agentReadSeq"], 1, "read state survives a reload");
+}
+
+/// GIVEN the default limits WHEN a text over 4 KB, or the 31st message in a minute, arrives
+/// THEN an error frame with a stable code (and retryAfter) and nothing stored.
+pub async fn message_size_and_rate_limits_answer_with_stable_codes<B: Backend>(c: &Chat<B>) {
+    visitor_online(c, "V1=").await;
+    let f = say(c, "V1=", "big", &"x".repeat(4097)).await;
+    assert_eq!(
+        (code(&f), f["field"].as_str(), f["ref"].as_str()),
+        ("payload_too_large", Some("text"), Some("big"))
+    );
+    assert_eq!(
+        say(c, "V1=", "max", &"é".repeat(2048)).await["type"],
+        "ack",
+        "4096 bytes exactly is fine"
+    );
+    for i in 1..30 {
+        assert_eq!(
+            say(c, "V1=", &format!("c{i}"), "spam?").await["type"],
+            "ack",
+            "message {i}"
+        );
+    }
+    let f = say(c, "V1=", "c31", "one too many").await;
+    assert_eq!(code(&f), "rate_limited");
+    assert!(f["retryAfter"].as_u64().is_some_and(|s| (1..=60).contains(&s)));
+    assert_eq!(c.stored().await.get("message"), Some(&30));
+    c.advance(Duration::from_secs(60));
+    assert_eq!(say(c, "V1=", "c31", "later").await["type"], "ack");
+}
+
+/// GIVEN 20 connection attempts from one IP in a minute WHEN a 21st comes THEN 429.
+pub async fn per_ip_connection_rate_is_limited<B: Backend>(c: &Chat<B>) {
+    let v = c.visitor().await;
+    for i in 0..20 {
+        assert_eq!(c.connect(&format!("C{i}="), &v.token).await, 200);
+    }
+    let r = c
+        .connect_event("C20=", &[("token", &v.token)], &[("Origin", ORIGIN)], "203.0.113.77")
+        .await;
+    assert_eq!(r.status_code, 429);
+    let other_ip = c
+        .connect_event("C21=", &[("token", &v.token)], &[("Origin", ORIGIN)], "198.51.100.1")
+        .await;
+    assert_eq!(other_ip.status_code, 200);
+}
+
+/// GIVEN a connected visitor WHEN frames are malformed in every way THEN each gets an error
+/// frame with its code, nothing is stored, and nothing panics.
+pub async fn bad_frames_get_error_frames_and_change_nothing<B: Backend>(c: &Chat<B>) {
+    visitor_online(c, "V1=").await;
+    agent_online(c, "A1=", "alice").await;
+    say(c, "V1=", "ok", "a good one").await;
+    let before = c.stored().await;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let cases: Vec<(&str, String, bool, &str)> = vec![
+        ("V1=", "{not json".into(), false, "invalid_json"),
+        ("V1=", "[1,2]".into(), false, "invalid_json"),
+        ("V1=", "".into(), false, "invalid_json"),
+        ("V1=", b64(&[0xff, 0xfe, 0x00]), true, "invalid_json"),
+        ("V1=", json!({"action": "fly"}).to_string(), false, "unknown_action"),
+        (
+            "V1=",
+            json!({"text": "no action"}).to_string(),
+            false,
+            "invalid_request",
+        ),
+        ("V1=", json!({"action": 5}).to_string(), false, "invalid_request"),
+        (
+            "V1=",
+            json!({"action": "sendMessage", "text": "no id"}).to_string(),
+            false,
+            "invalid_request",
+        ),
+        (
+            "V1=",
+            json!({"action": "sendMessage", "clientMsgId": "x"}).to_string(),
+            false,
+            "invalid_request",
+        ),
+        (
+            "V1=",
+            json!({"action": "sendMessage", "clientMsgId": "x", "text": 5}).to_string(),
+            false,
+            "invalid_request",
+        ),
+        (
+            "V1=",
+            json!({"action": "sendMessage", "clientMsgId": "bad id!", "text": "t"}).to_string(),
+            false,
+            "invalid_request",
+        ),
+        (
+            "V1=",
+            json!({"action": "sendMessage", "clientMsgId": "x", "text": "   "}).to_string(),
+            false,
+            "invalid_request",
+        ),
+        (
+            "V1=",
+            json!({"action": "sendMessage", "clientMsgId": "x", "text": "bell\u{7}"}).to_string(),
+            false,
+            "invalid_request",
+        ),
+        ("V1=", json!({"action": "typing"}).to_string(), false, "invalid_request"),
+        (
+            "V1=",
+            json!({"action": "history", "after": -1}).to_string(),
+            false,
+            "invalid_request",
+        ),
+        (
+            "V1=",
+            json!({"action": "markRead", "seq": "1"}).to_string(),
+            false,
+            "invalid_request",
+        ),
+        (
+            "V1=",
+            json!({"action": "join", "sessionId": "x"}).to_string(),
+            false,
+            "forbidden",
+        ),
+        (
+            "V1=",
+            format!(
+                "{{\"action\":\"sendMessage\",\"clientMsgId\":\"x\",\"text\":\"{}\"}}",
+                "y".repeat(33 * 1024)
+            ),
+            false,
+            "payload_too_large",
+        ),
+        (
+            "A1=",
+            json!({"action": "sendMessage", "clientMsgId": "x", "text": "no session"}).to_string(),
+            false,
+            "invalid_request",
+        ),
+        (
+            "A1=",
+            json!({"action": "history", "sessionId": "ses_nothex"}).to_string(),
+            false,
+            "invalid_request",
+        ),
+        (
+            "A1=",
+            json!({"action": "listConversations", "status": "lost"}).to_string(),
+            false,
+            "invalid_request",
+        ),
+        (
+            "A1=",
+            json!({"action": "listConversations", "cursor": "forged"}).to_string(),
+            false,
+            "invalid_request",
+        ),
+        (
+            "NOBODY=",
+            json!({"action": "sendMessage", "clientMsgId": "x", "text": "t"}).to_string(),
+            false,
+            "unauthorized",
+        ),
+    ];
+    for (conn, body, base64, expected) in cases {
+        assert_eq!(c.send_raw(conn, &body, base64).await, 200);
+        let f = c.last(conn);
+        assert_eq!(
+            (f["type"].as_str(), code(&f)),
+            (Some("error"), expected),
+            "{}",
+            &body[..body.len().min(80)]
+        );
+    }
+    assert_eq!(c.stored().await, before);
+}
+
+/// GIVEN a valid visitor token WHEN $connect comes without a token, with garbage, with an
+/// expired agent token, from no or a foreign origin THEN 401/403 and no connection stored.
+pub async fn bad_connects_are_rejected_and_store_nothing<B: Backend>(c: &Chat<B>) {
+    let v = c.visitor().await;
+    let expired = c.config.agent_keys.mint(
+        &SiteId::parse(SITE).unwrap(),
+        &AgentId::parse("alice").unwrap(),
+        AgentRole::Admin,
+        c.now().minus(Duration::from_secs(7200)),
+        Duration::from_secs(3600),
+    );
+    let before = c.stored().await;
+    let cases: Vec<(Vec<(&str, &str)>, Vec<(&str, &str)>, i64)> = vec![
+        (vec![], vec![("Origin", ORIGIN)], 401),
+        (vec![("token", "garbage")], vec![("Origin", ORIGIN)], 401),
+        (vec![("token", "at1.e30.c2ln")], vec![("Origin", ORIGIN)], 401),
+        (vec![("token", &expired)], vec![("Origin", ORIGIN)], 401),
+        (vec![("token", &v.token)], vec![], 403),
+        (vec![("token", &v.token)], vec![("Origin", "https://evil.example")], 403),
+        (vec![("token", &v.token)], vec![("Origin", "null")], 403),
+    ];
+    for (i, (query, headers, status)) in cases.into_iter().enumerate() {
+        let mut e_headers = headers.clone();
+        if !headers.iter().any(|(k, _)| *k == "Origin") {
+            // The fixture carries an Origin; drop it for the "no origin" case.
+            e_headers.push(("Origin", ""));
+        }
+        let r = c
+            .connect_event(&format!("X{i}="), &query, &e_headers, "203.0.113.77")
+            .await;
+        assert_eq!(r.status_code, status, "case {i}");
+    }
+    let r = c
+        .connect_event("X9=", &[("token", &expired)], &[("Origin", ORIGIN)], "203.0.113.77")
+        .await;
+    let Some(aws_lambda_events::encodings::Body::Text(body)) = r.body else {
+        panic!("no body")
+    };
+    assert!(body.contains("token_expired"), "{body}");
+    assert_eq!(
+        c.stored().await,
+        before,
+        "no connection, session or anything else stored"
+    );
+}
+
+/// GIVEN a valid site WHEN session requests are malformed or come from the wrong place THEN
+/// clear errors and nothing stored; an unknown site answers like a foreign origin.
+pub async fn bad_session_requests_are_refused_and_store_nothing<B: Backend>(c: &Chat<B>) {
+    let before = c.stored().await;
+    let cases: Vec<(Value, Vec<(&str, &str)>, u16, &str)> = vec![
+        (json!({}), vec![], 400, "invalid_request"),
+        (json!({"siteId": 5}), vec![], 400, "invalid_request"),
+        (json!({"siteId": "NOT A SITE"}), vec![], 400, "invalid_request"),
+        (json!({"siteId": SITE, "prechat": "x"}), vec![], 400, "invalid_request"),
+        (json!({"siteId": SITE, "token": 7}), vec![], 400, "invalid_request"),
+        (json!({"siteId": "no-such-site"}), vec![], 403, "origin_not_allowed"),
+        (
+            json!({"siteId": SITE}),
+            vec![("origin", "https://evil.example")],
+            403,
+            "origin_not_allowed",
+        ),
+        (json!({"siteId": SITE}), vec![("origin", "")], 403, "origin_not_allowed"),
+        (
+            json!({"siteId": SITE}),
+            vec![("origin", OTHER_ORIGIN)],
+            403,
+            "origin_not_allowed",
+        ),
+    ];
+    for (body, headers, status, expected) in cases {
+        let r = c.post_session(&body, &headers, &[]).await;
+        assert_eq!(
+            (r.status, r.body["error"]["code"].as_str()),
+            (status, Some(expected)),
+            "{body}"
+        );
+    }
+    for raw in ["{oops", "[]", "\"str\""] {
+        let mut e: Value = serde_json::from_str(include_str!("../events/http-post-sessions.json")).unwrap();
+        e["body"] = json!(raw);
+        let r = c.post_session_event(e).await;
+        assert_eq!(
+            (r.status, r.body["error"]["code"].as_str()),
+            (400, Some("invalid_json")),
+            "{raw}"
+        );
+    }
+    let mut e: Value = serde_json::from_str(include_str!("../events/http-post-sessions.json")).unwrap();
+    e["body"] = json!(format!("{{\"siteId\":\"acme\",\"pad\":\"{}\"}}", "x".repeat(17 * 1024)));
+    assert_eq!(c.post_session_event(e).await.status, 413);
+    assert_eq!(c.stored().await, before);
+}
+
+/// GIVEN a visitor token WHEN offered as `Sec-WebSocket-Protocol: eurochat.v1, <token>` or
+/// as the cookie THEN $connect accepts it (echoing the subprotocol).
+pub async fn tokens_are_accepted_from_subprotocol_and_cookie<B: Backend>(c: &Chat<B>) {
+    let v = c.visitor().await;
+    let proto = format!("eurochat.v1, {}", v.token);
+    let r = c
+        .connect_event(
+            "P1=",
+            &[],
+            &[("Origin", ORIGIN), ("Sec-WebSocket-Protocol", &proto)],
+            "203.0.113.77",
+        )
+        .await;
+    assert_eq!(r.status_code, 200);
+    assert_eq!(r.headers.get("sec-websocket-protocol").unwrap(), "eurochat.v1");
+    let cookie = format!("other=1; eurochat_vt={}", v.token);
+    let r = c
+        .connect_event("P2=", &[], &[("Origin", ORIGIN), ("Cookie", &cookie)], "203.0.113.77")
+        .await;
+    assert_eq!(r.status_code, 200);
+    assert!(r.headers.get("sec-websocket-protocol").is_none());
+}
+
+/// GIVEN a site with an agent IP allow-list WHEN an agent connects from outside it THEN 403;
+/// from inside it THEN 200. Visitors are not subject to it.
+pub async fn agent_ip_allow_list_is_enforced<B: Backend>(c: &Chat<B>) {
+    let mut site = c
+        .backend
+        .store()
+        .get_site(&SiteId::parse(SITE).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    site.agent_ip_allowlist = Some(vec!["192.0.2.0/24".parse().unwrap()]);
+    c.backend.store().put_site(&site).await.unwrap();
+    let token = c.agent_token(SITE, "alice", AgentRole::Admin);
+    let outside = c
+        .connect_event("A1=", &[("token", &token)], &[("Origin", ORIGIN)], "203.0.113.77")
+        .await;
+    assert_eq!(outside.status_code, 403);
+    let inside = c
+        .connect_event("A2=", &[("token", &token)], &[("Origin", ORIGIN)], "192.0.2.10")
+        .await;
+    assert_eq!(inside.status_code, 200);
+    let v = c.visitor().await;
+    assert_eq!(c.connect("V1=", &v.token).await, 200);
+}
+
+/// GIVEN an agent's valid token WHEN the agent is deactivated THEN the token stops working;
+/// WHEN an admin is demoted THEN their old admin token connects as an agent.
+pub async fn deactivated_agents_and_demoted_roles_take_effect_at_once<B: Backend>(c: &Chat<B>) {
+    let token = c.agent_token(SITE, "bob", AgentRole::Agent);
+    let site = SiteId::parse(SITE).unwrap();
+    let mut bob = c
+        .backend
+        .store()
+        .get_agent(&site, &AgentId::parse("bob").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    bob.active = false;
+    c.backend.store().put_agent(&bob).await.unwrap();
+    assert_eq!(c.connect("B1=", &token).await, 401);
+
+    let admin_token = c.agent_token(SITE, "alice", AgentRole::Admin);
+    let mut alice = c
+        .backend
+        .store()
+        .get_agent(&site, &AgentId::parse("alice").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    alice.role = AgentRole::Agent;
+    c.backend.store().put_agent(&alice).await.unwrap();
+    assert_eq!(c.connect("A1=", &admin_token).await, 200);
+    let conn = c
+        .backend
+        .store()
+        .get_connection(&ConnectionId::parse("A1=").unwrap(), c.now())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        conn.principal,
+        chat_core::domain::Principal::Agent {
+            agent_id: alice.id,
+            role: AgentRole::Agent
+        }
+    );
+}
+
+/// GIVEN a connection WHEN $disconnect arrives (twice) THEN it is gone and both answer 200.
+pub async fn disconnect_removes_the_connection_idempotently<B: Backend>(c: &Chat<B>) {
+    visitor_online(c, "V1=").await;
+    assert_eq!(c.disconnect("V1=").await, 200);
+    assert_eq!(c.disconnect("V1=").await, 200);
+    assert!(
+        c.backend
+            .store()
+            .get_connection(&ConnectionId::parse("V1=").unwrap(), c.now())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    say(c, "V1=", "c1", "after disconnect").await;
+    assert_eq!(code(&c.last("V1=")), "unauthorized");
+}
+
+/// GIVEN a frame through API `abc123`, stage `prod` WHEN the function answers THEN it asked
+/// for the management client of exactly that domain and stage.
+pub async fn management_client_follows_the_request_domain_and_stage<B: Backend>(c: &Chat<B>) {
+    visitor_online(c, "V1=").await;
+    say(c, "V1=", "c1", "hi").await;
+    assert_eq!(c.gateway.endpoints(), vec![(DOMAIN.to_owned(), "prod".to_owned())]);
+}
