@@ -54,6 +54,9 @@ macro_rules! chat_suite {
     };
 }
 
+/// Name/value pairs (query parameters or headers) of a test case.
+type Headers<'a> = Vec<(&'a str, &'a str)>;
+
 fn code(frame: &Value) -> &str {
     frame["code"].as_str().unwrap_or_default()
 }
@@ -761,7 +764,7 @@ pub async fn bad_connects_are_rejected_and_store_nothing<B: Backend>(c: &Chat<B>
         Duration::from_secs(3600),
     );
     let before = c.stored().await;
-    let cases: Vec<(Vec<(&str, &str)>, Vec<(&str, &str)>, i64)> = vec![
+    let cases: Vec<(Headers, Headers, i64)> = vec![
         (vec![], vec![("Origin", ORIGIN)], 401),
         (vec![("token", "garbage")], vec![("Origin", ORIGIN)], 401),
         (vec![("token", "at1.e30.c2ln")], vec![("Origin", ORIGIN)], 401),
@@ -799,7 +802,7 @@ pub async fn bad_connects_are_rejected_and_store_nothing<B: Backend>(c: &Chat<B>
 /// clear errors and nothing stored; an unknown site answers like a foreign origin.
 pub async fn bad_session_requests_are_refused_and_store_nothing<B: Backend>(c: &Chat<B>) {
     let before = c.stored().await;
-    let cases: Vec<(Value, Vec<(&str, &str)>, u16, &str)> = vec![
+    let cases: Vec<(Value, Headers, u16, &str)> = vec![
         (json!({}), vec![], 400, "invalid_request"),
         (json!({"siteId": 5}), vec![], 400, "invalid_request"),
         (json!({"siteId": "NOT A SITE"}), vec![], 400, "invalid_request"),
