@@ -121,3 +121,50 @@ async fn fan_out_is_one_query_whatever_the_table_holds() {
     assert_eq!(conns.len(), 1);
     assert_eq!(log.take(), ["Query"], "one Query on the conversation's partition");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sent_message_costs_three_requests_before_fan_out() {
+    use eurochat_tests::backends::Dynamo;
+    use eurochat_tests::chat::{Chat, ORIGIN};
+    use serde_json::json;
+
+    let (store, log) = counted_store().await;
+    let chat = Chat::new(Dynamo(store)).await;
+    let v = chat.visitor().await;
+    assert_eq!(chat.connect("V1=", &v.token).await, 200);
+    let agent = chat.agent_token("acme", "alice", chat_core::domain::AgentRole::Admin);
+    assert_eq!(chat.connect_from("A1=", &agent, ORIGIN).await, 200);
+    // Noise: other conversations with connections and messages.
+    for i in 0..15 {
+        let other = chat.visitor().await;
+        chat.connect(&format!("N{i}="), &other.token).await;
+        chat.send(
+            &format!("N{i}="),
+            json!({"action": "sendMessage", "clientMsgId": "n", "text": "noise"}),
+        )
+        .await;
+    }
+    log.take();
+    chat.send(
+        "V1=",
+        json!({"action": "sendMessage", "clientMsgId": "c-1", "text": "hello"}),
+    )
+    .await;
+    let ops = log.take();
+    assert_eq!(
+        ops[..3],
+        ["GetItem", "BatchGetItem", "TransactWriteItems"],
+        "sender, session + retry record, atomic write: {ops:?}"
+    );
+    assert_eq!(
+        ops[3..],
+        ["Query", "Query"],
+        "fan-out: the conversation's partition and the site's agents: {ops:?}"
+    );
+    let for_v = chat
+        .frames_of("A1=", "message")
+        .into_iter()
+        .filter(|f| f["message"]["sessionId"] == v.session_id.as_str())
+        .count();
+    assert_eq!(for_v, 1);
+}
