@@ -1,0 +1,229 @@
+//! `eurochat-admin`: argument parsing and client set-up around the admin functions.
+
+use std::process::ExitCode;
+
+use chat_core::auth::{AgentTokenKeys, MIN_SECRET_BYTES};
+use chat_core::clock::{Clock, SystemClock};
+use chat_core::config::{is_eu_region, vars};
+use chat_core::domain::AgentRole;
+use chat_core::storage::{DynamoStore, SiteStore, schema};
+use clap::{Parser, Subcommand, ValueEnum};
+use eurochat_admin::{SiteSpec, mint_agent_token, put_agent, put_site};
+
+/// Manage eurochat sites, agents and agent tokens.
+#[derive(Parser)]
+#[command(name = "eurochat-admin", version)]
+struct Cli {
+    /// The DynamoDB table.
+    #[arg(long, env = vars::TABLE_NAME)]
+    table: String,
+    /// AWS region (EU only, unless --dynamodb-endpoint is a loopback URL).
+    #[arg(long, env = vars::REGION, default_value = "eu-central-1")]
+    region: String,
+    /// A local DynamoDB endpoint (moto, DynamoDB Local) on a loopback address.
+    #[arg(long)]
+    dynamodb_endpoint: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Role {
+    Agent,
+    Admin,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Creates the table (with TTL) if it does not exist; for local endpoints and tests.
+    CreateTable,
+    /// Creates or updates a site.
+    PutSite {
+        /// Site id.
+        #[arg(long)]
+        site: String,
+        /// Label.
+        #[arg(long)]
+        name: Option<String>,
+        /// Allowed origin (repeatable; replaces the list).
+        #[arg(long = "origin")]
+        origins: Vec<String>,
+        /// Conversation retention in days.
+        #[arg(long)]
+        retention_days: Option<u32>,
+        /// full, truncated or none.
+        #[arg(long)]
+        ip_policy: Option<String>,
+        /// IP retention in days.
+        #[arg(long)]
+        ip_retention_days: Option<u32>,
+        /// Agent IP allow-list CIDR (repeatable; replaces the list).
+        #[arg(long = "agent-ip")]
+        agent_ips: Vec<String>,
+        /// Remove the agent IP allow-list.
+        #[arg(long, conflicts_with = "agent_ips")]
+        clear_agent_ips: bool,
+    },
+    /// Prints a site as JSON.
+    ShowSite {
+        /// Site id.
+        #[arg(long)]
+        site: String,
+    },
+    /// Creates or updates an agent.
+    PutAgent {
+        /// Site id.
+        #[arg(long)]
+        site: String,
+        /// Agent id.
+        #[arg(long)]
+        agent: String,
+        /// Name shown to visitors.
+        #[arg(long)]
+        name: String,
+        /// Role.
+        #[arg(long, value_enum, default_value = "agent")]
+        role: Role,
+        /// Deactivate (revokes every token of the agent).
+        #[arg(long)]
+        inactive: bool,
+    },
+    /// Mints an agent token (needs EUROCHAT_AGENT_TOKEN_SECRET).
+    MintToken {
+        /// Site id.
+        #[arg(long)]
+        site: String,
+        /// Agent id.
+        #[arg(long)]
+        agent: String,
+        /// Lifetime in hours (1-720).
+        #[arg(long, default_value_t = 12)]
+        ttl_hours: u64,
+    },
+}
+
+fn is_loopback(url: &str) -> bool {
+    url::Url::parse(url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_owned))
+        .is_some_and(|h| {
+            h == "localhost"
+                || h.trim_matches(|c| c == '[' || c == ']')
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        })
+}
+
+async fn store(cli: &Cli) -> Result<DynamoStore, String> {
+    let mut loader =
+        aws_config::defaults(aws_config::BehaviorVersion::latest()).region(aws_config::Region::new(cli.region.clone()));
+    match &cli.dynamodb_endpoint {
+        Some(e) if is_loopback(e) => {
+            loader = loader
+                .endpoint_url(e)
+                .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+                    "local", "local", None, None, "local",
+                ));
+        }
+        Some(_) => return Err("--dynamodb-endpoint must be a loopback URL".into()),
+        None if !is_eu_region(&cli.region) => {
+            return Err(format!(
+                "region {} is outside the EU; eurochat data stays in the EU",
+                cli.region
+            ));
+        }
+        None => {}
+    }
+    let sdk = loader.load().await;
+    Ok(DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), cli.table.clone()))
+}
+
+async fn run(cli: Cli) -> Result<String, String> {
+    let store = store(&cli).await?;
+    let now = SystemClock.now();
+    match cli.command {
+        Command::CreateTable => {
+            schema::create_table(store.client(), store.table())
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(format!("table {} ready", store.table()))
+        }
+        Command::PutSite {
+            site,
+            name,
+            origins,
+            retention_days,
+            ip_policy,
+            ip_retention_days,
+            agent_ips,
+            clear_agent_ips,
+        } => {
+            let agent_ips = if clear_agent_ips {
+                Some(Vec::new())
+            } else {
+                (!agent_ips.is_empty()).then_some(agent_ips)
+            };
+            let spec = SiteSpec {
+                id: site,
+                name,
+                origins,
+                retention_days,
+                ip_policy,
+                ip_retention_days,
+                agent_ips,
+            };
+            let site = put_site(&store, &spec, now).await.map_err(|e| e.to_string())?;
+            serde_json::to_string_pretty(&site).map_err(|e| e.to_string())
+        }
+        Command::ShowSite { site } => {
+            let id = chat_core::domain::SiteId::parse(&site).map_err(|e| e.to_string())?;
+            let site = store
+                .get_site(&id)
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or("site not found")?;
+            serde_json::to_string_pretty(&site).map_err(|e| e.to_string())
+        }
+        Command::PutAgent {
+            site,
+            agent,
+            name,
+            role,
+            inactive,
+        } => {
+            let role = match role {
+                Role::Agent => AgentRole::Agent,
+                Role::Admin => AgentRole::Admin,
+            };
+            let agent = put_agent(&store, &site, &agent, &name, role, !inactive, now)
+                .await
+                .map_err(|e| e.to_string())?;
+            serde_json::to_string_pretty(&agent).map_err(|e| e.to_string())
+        }
+        Command::MintToken { site, agent, ttl_hours } => {
+            let secret = std::env::var(vars::AGENT_TOKEN_SECRET)
+                .map_err(|_| format!("{} is not set", vars::AGENT_TOKEN_SECRET))?;
+            if secret.len() < MIN_SECRET_BYTES {
+                return Err(format!("{} must be at least 32 bytes", vars::AGENT_TOKEN_SECRET));
+            }
+            let keys = AgentTokenKeys::new(secret.as_bytes(), None);
+            mint_agent_token(&store, &keys, &site, &agent, ttl_hours, now)
+                .await
+                .map_err(|e| e.to_string())
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match run(Cli::parse()).await {
+        Ok(out) => {
+            println!("{out}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

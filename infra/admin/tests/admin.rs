@@ -1,0 +1,221 @@
+//! The admin tool: its functions on the in-memory store, and the binary against moto.
+
+use std::process::Command;
+
+use chat_core::auth::AgentTokenKeys;
+use chat_core::domain::{AgentRole, SiteId};
+use chat_core::storage::{MemoryStore, SiteStore};
+use eurochat_admin::*;
+use eurochat_tests::fixtures::{T0, at_min};
+
+fn spec(id: &str) -> SiteSpec {
+    SiteSpec {
+        id: id.into(),
+        origins: vec!["https://shop.example".into()],
+        ..SiteSpec::default()
+    }
+}
+
+#[tokio::test]
+async fn sites_are_validated_created_and_updated() {
+    let store = MemoryStore::new();
+    let no_origin = SiteSpec {
+        id: "shop".into(),
+        ..SiteSpec::default()
+    };
+    assert!(matches!(put_site(&store, &no_origin, T0).await, Err(AdminError::Invalid(e)) if e.field == "origin"));
+    for bad in [
+        SiteSpec {
+            origins: vec!["http://shop.example".into()],
+            ..spec("shop")
+        },
+        SiteSpec {
+            ip_policy: Some("most".into()),
+            ..spec("shop")
+        },
+        SiteSpec {
+            retention_days: Some(0),
+            ..spec("shop")
+        },
+        SiteSpec {
+            agent_ips: Some(vec!["not-a-net".into()]),
+            ..spec("shop")
+        },
+        spec("BAD ID"),
+    ] {
+        assert!(
+            matches!(put_site(&store, &bad, T0).await, Err(AdminError::Invalid(_))),
+            "{bad:?}"
+        );
+    }
+    assert!(
+        store.list_sites(None, 10).await.unwrap().items.is_empty(),
+        "nothing stored on errors"
+    );
+
+    let created = put_site(
+        &store,
+        &SiteSpec {
+            agent_ips: Some(vec!["192.0.2.7/24".into()]),
+            ..spec("shop")
+        },
+        T0,
+    )
+    .await
+    .unwrap();
+    assert_eq!(created.retention.conversation_days, 365);
+    assert_eq!(
+        created.agent_ip_allowlist.as_ref().unwrap()[0].to_string(),
+        "192.0.2.0/24"
+    );
+    let update = SiteSpec {
+        id: "shop".into(),
+        name: Some("Shop".into()),
+        retention_days: Some(30),
+        agent_ips: Some(vec![]),
+        ..SiteSpec::default()
+    };
+    let updated = put_site(&store, &update, at_min(5)).await.unwrap();
+    assert_eq!((updated.created_at, updated.updated_at), (T0, at_min(5)));
+    assert_eq!(
+        updated.allowed_origins, created.allowed_origins,
+        "origins kept when none are given"
+    );
+    assert_eq!(
+        (updated.name.as_str(), updated.retention.conversation_days),
+        ("Shop", 30)
+    );
+    assert_eq!(updated.agent_ip_allowlist, None);
+}
+
+#[tokio::test]
+async fn agents_and_tokens() {
+    let store = MemoryStore::new();
+    assert!(matches!(
+        put_agent(&store, "shop", "alice", "Alice", AgentRole::Admin, true, T0).await,
+        Err(AdminError::NotFound("site"))
+    ));
+    put_site(&store, &spec("shop"), T0).await.unwrap();
+    put_agent(&store, "shop", "alice", "Alice", AgentRole::Admin, true, T0)
+        .await
+        .unwrap();
+    let again = put_agent(&store, "shop", "alice", "Alice B.", AgentRole::Agent, true, at_min(1))
+        .await
+        .unwrap();
+    assert_eq!(again.created_at, T0);
+
+    let keys = AgentTokenKeys::new(&[5; 32], None);
+    assert!(matches!(
+        mint_agent_token(&store, &keys, "shop", "alice", 0, T0).await,
+        Err(AdminError::Invalid(_))
+    ));
+    assert!(matches!(
+        mint_agent_token(&store, &keys, "shop", "nobody", 12, T0).await,
+        Err(AdminError::NotFound(_))
+    ));
+    let token = mint_agent_token(&store, &keys, "shop", "alice", 12, T0).await.unwrap();
+    let claims = keys.verify(&token, at_min(60)).unwrap();
+    assert_eq!(
+        (claims.site, claims.role),
+        (SiteId::parse("shop").unwrap(), AgentRole::Agent),
+        "the agent's current role"
+    );
+    put_agent(&store, "shop", "alice", "Alice", AgentRole::Agent, false, at_min(2))
+        .await
+        .unwrap();
+    assert!(matches!(
+        mint_agent_token(&store, &keys, "shop", "alice", 12, T0).await,
+        Err(AdminError::NotFound(_))
+    ));
+}
+
+fn admin(table: &str, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_eurochat-admin"))
+        .args([
+            "--table",
+            table,
+            "--dynamodb-endpoint",
+            eurochat_tests::moto::moto().endpoint(),
+        ])
+        .args(args)
+        .env("EUROCHAT_AGENT_TOKEN_SECRET", "admin-cli-test-secret-32-bytes-long!")
+        .env_remove("AWS_REGION")
+        .output()
+        .expect("run eurochat-admin");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_binary_manages_a_site_on_dynamodb() {
+    let table = eurochat_tests::moto::unique_table("admin");
+    assert!(admin(&table, &["create-table"]).0);
+    let (ok, out, err) = admin(
+        &table,
+        &[
+            "put-site",
+            "--site",
+            "shop",
+            "--origin",
+            "https://shop.example",
+            "--ip-policy",
+            "none",
+        ],
+    );
+    assert!(ok, "{err}");
+    let site: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(site["retention"]["ipPolicy"], "none");
+    assert!(
+        admin(
+            &table,
+            &[
+                "put-agent",
+                "--site",
+                "shop",
+                "--agent",
+                "alice",
+                "--name",
+                "Alice",
+                "--role",
+                "admin"
+            ]
+        )
+        .0
+    );
+    let (ok, token, _) = admin(
+        &table,
+        &["mint-token", "--site", "shop", "--agent", "alice", "--ttl-hours", "2"],
+    );
+    assert!(ok && token.starts_with("at1."), "{token}");
+    let (ok, out, _) = admin(&table, &["show-site", "--site", "shop"]);
+    assert!(ok && out.contains("https://shop.example"));
+    let (ok, _, err) = admin(&table, &["put-site", "--site", "shop", "--origin", "ftp://nope"]);
+    assert!(!ok && err.contains("origin"), "{err}");
+}
+
+#[test]
+fn the_binary_refuses_non_eu_regions_and_remote_endpoints() {
+    let out = Command::new(env!("CARGO_BIN_EXE_eurochat-admin"))
+        .args(["--table", "t", "--region", "us-east-1", "show-site", "--site", "shop"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("outside the EU"));
+    let out = Command::new(env!("CARGO_BIN_EXE_eurochat-admin"))
+        .args([
+            "--table",
+            "t",
+            "--dynamodb-endpoint",
+            "http://10.1.2.3:8000",
+            "show-site",
+            "--site",
+            "shop",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("loopback"));
+}
