@@ -10,6 +10,7 @@ use chat_core::auth::{AgentTokenKeys, PresentedVisitorToken, Pseudonymizer, issu
 use chat_core::domain::*;
 use chat_core::error::ApiError;
 use chat_core::policy::{IpPolicy, RateLimit};
+use chat_core::storage::SiteStore as _;
 use chat_core::storage::*;
 use chat_core::telemetry::{CapturedLogs, filter_at, json_subscriber_with};
 use eurochat_tests::backends::{Backend, Dynamo, Memory};
@@ -178,4 +179,132 @@ fn the_check_would_catch_a_leak() {
     });
     let leaked = std::panic::catch_unwind(|| assert_clean(&logs, &Secrets(vec![IP.into()])));
     assert!(leaked.is_err());
+}
+
+/// The same proof through the real handlers: session creation with a pre-chat form,
+/// connects, messages (also refused ones), history, agent actions, disconnects.
+async fn handler_flow<B: Backend>(backend: B) -> (eurochat_tests::chat::Chat<B>, Secrets) {
+    use eurochat_tests::chat::{Chat, ORIGIN};
+    use serde_json::json;
+
+    let chat = Chat::new(backend).await;
+    let mut site = chat
+        .backend
+        .store()
+        .get_site(&SiteId::parse("acme").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    site.retention.ip_policy = IpPolicy::Full;
+    chat.backend.store().put_site(&site).await.unwrap();
+    let consent = json!({"purpose": "support-follow-up", "policyVersion": "2026-01"});
+    let r = chat
+        .post_session(
+            &json!({"siteId": "acme", "prechat": {"name": NAME, "email": EMAIL, "consent": consent}}),
+            &[("user-agent", "Mozilla/5.0 ZeldaBrowser")],
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 201);
+    let token = r.body["token"].as_str().unwrap().to_owned();
+    let session_id = r.body["sessionId"].as_str().unwrap().to_owned();
+    let visitor_id = r.body["visitorId"].as_str().unwrap().to_owned();
+    assert_eq!(
+        chat.connect_event("V1=", &[("token", &token)], &[("Origin", ORIGIN)], IP)
+            .await
+            .status_code,
+        200
+    );
+    let agent = chat.agent_token("acme", "alice", AgentRole::Admin);
+    assert_eq!(chat.connect_from("A1=", &agent, ORIGIN).await, 200);
+    chat.send(
+        "V1=",
+        json!({"action": "sendMessage", "clientMsgId": "c1", "text": TEXT}),
+    )
+    .await;
+    chat.send(
+        "V1=",
+        json!({"action": "sendMessage", "clientMsgId": "c1", "text": TEXT}),
+    )
+    .await;
+    chat.send(
+        "V1=",
+        json!({"action": "sendMessage", "clientMsgId": "c2", "text": format!("{TEXT}\u{7}")}),
+    )
+    .await;
+    chat.send(
+        "V1=",
+        json!({"action": "sendMessage", "clientMsgId": "c3", "text": TEXT.repeat(500)}),
+    )
+    .await;
+    chat.send_raw(
+        "V1=",
+        &format!("{{\"action\":\"sendMessage\",\"text\":\"{TEXT}\""),
+        false,
+    )
+    .await;
+    chat.send("A1=", json!({"action": "join", "sessionId": session_id}))
+        .await;
+    chat.send("A1=", json!({"action": "sendMessage", "sessionId": session_id, "clientMsgId": "a1", "text": "Dear Zelda Quartermain"})).await;
+    chat.send("A1=", json!({"action": "history", "sessionId": session_id}))
+        .await;
+    chat.send("A1=", json!({"action": "listConversations"})).await;
+    chat.send("V1=", json!({"action": "markRead", "seq": 2})).await;
+    chat.send("V1=", json!({"action": "typing", "isTyping": true})).await;
+    chat.connect_event("X1=", &[("token", &token)], &[("Origin", "https://evil.example")], IP)
+        .await;
+    chat.post_session(&json!({"siteId": "acme", "token": format!("{token}x")}), &[], &[])
+        .await;
+    chat.disconnect("V1=").await;
+    let secrets = Secrets(vec![
+        TEXT.into(),
+        IP.into(),
+        EMAIL.into(),
+        EMAIL.to_lowercase(),
+        "Quartermain".into(),
+        "ZeldaBrowser".into(),
+        token.clone(),
+        token.rsplit('.').next().unwrap().to_owned(),
+        agent.rsplit('.').next().unwrap().to_owned(),
+        session_id,
+        visitor_id,
+    ]);
+    (chat, secrets)
+}
+
+fn assert_handler_logs_clean(logs: &CapturedLogs, secrets: &Secrets) {
+    let text = logs.text();
+    for expected in [
+        "frame handled",
+        "frame refused",
+        "connected",
+        "connection refused",
+        "session response",
+        "message delivered",
+    ] {
+        assert!(text.contains(expected), "the capture saw {expected:?}:\n{text}");
+    }
+    for secret in &secrets.0 {
+        assert!(
+            !text.contains(secret.as_str()),
+            "personal value {secret:?} appears in the logs:\n{text}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn memory_handler_flow_logs_nothing_personal() {
+    let logs = CapturedLogs::new();
+    let _guard = tracing::subscriber::set_default(json_subscriber_with(logs.clone(), filter_at("trace")));
+    let (_chat, secrets) = handler_flow(Memory::default()).await;
+    assert_handler_logs_clean(&logs, &secrets);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn dynamodb_handler_flow_logs_nothing_personal() {
+    let backend = Dynamo::new().await;
+    let logs = CapturedLogs::new();
+    let _guard = tracing::subscriber::set_default(json_subscriber_with(logs.clone(), filter_at("trace")));
+    let (_chat, secrets) = handler_flow(backend).await;
+    assert_handler_logs_clean(&logs, &secrets);
 }
