@@ -60,3 +60,52 @@ async fn management_api_adapter_posts_and_closes_through_moto() {
         .expect("post to connection");
     gateway.close(&conn).await.expect("delete connection");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chat_message_flows_through_dynamodb_and_the_real_management_client() {
+    use chat_core::storage::{MessageStore, SessionStore};
+    use eurochat_tests::backends::{Backend, Dynamo};
+    use eurochat_tests::chat::{Chat, ORIGIN};
+    use serde_json::json;
+
+    let chat = Chat::new(Dynamo::new().await).await;
+    let v = chat.visitor().await;
+    assert_eq!(chat.connect("V1=", &v.token).await, 200);
+    let agent = chat.agent_token("acme", "alice", chat_core::domain::AgentRole::Admin);
+    assert_eq!(chat.connect_from("A1=", &agent, ORIGIN).await, 200);
+
+    // The message function exactly as main.rs wires it, with the management API on moto.
+    let cfg = local_config("unused");
+    let gateways = ManagementClients::new(
+        cfg.aws_sdk_config().await,
+        cfg.local.as_ref().and_then(|l| l.apigw.clone()),
+    );
+    let deps = message::Deps {
+        store: chat.backend.store(),
+        gateways: &gateways,
+        clock: &chat.clock,
+        config: &chat.config,
+    };
+    let mut e: serde_json::Value = serde_json::from_str(include_str!("../events/ws-message.json")).unwrap();
+    e["requestContext"]["connectionId"] = json!("V1=");
+    e["body"] = json!(json!({"action": "sendMessage", "clientMsgId": "c-1", "text": "via moto"}).to_string());
+    let resp = message::handle(serde_json::from_value(e).unwrap(), &deps).await;
+    assert_eq!(resp.status_code, 200);
+    let sid = chat_core::domain::SessionId::parse(&v.session_id).unwrap();
+    let page = chat.backend.store().list_messages(&sid, 0, 10).await.unwrap();
+    assert_eq!(page.messages.len(), 1);
+    assert_eq!(
+        chat.backend
+            .store()
+            .get_session(&sid, chat.now())
+            .await
+            .unwrap()
+            .unwrap()
+            .last_seq,
+        1
+    );
+    assert!(
+        chat.gateway.sent().is_empty(),
+        "everything went through the real client, not the recorder"
+    );
+}
