@@ -41,6 +41,7 @@ macro_rules! chat_suite {
             deactivated_agents_and_demoted_roles_take_effect_at_once,
             disconnect_removes_the_connection_idempotently,
             management_client_follows_the_request_domain_and_stage,
+            agents_delete_conversations_and_close_the_visitor,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -961,4 +962,92 @@ pub async fn management_client_follows_the_request_domain_and_stage<B: Backend>(
     visitor_online(c, "V1=").await;
     say(c, "V1=", "c1", "hi").await;
     assert_eq!(c.gateway.endpoints(), vec![(DOMAIN.to_owned(), "prod".to_owned())]);
+}
+
+/// GIVEN a conversation with a connected visitor WHEN an agent of the site deletes it THEN
+/// everything in it is erased, the visitor's connection is closed, an audit record without
+/// personal data is kept, and nobody else (visitor, other site) may do it.
+pub async fn agents_delete_conversations_and_close_the_visitor<B: Backend>(c: &Chat<B>) {
+    use chat_core::storage::{AuditStore, MessageStore};
+    let v = visitor_online(c, "V1=").await;
+    let keep = visitor_online(c, "V2=").await;
+    for i in 0..3 {
+        say(c, "V1=", &format!("c{i}"), "please delete me later").await;
+    }
+    say(c, "V2=", "k", "keep me").await;
+    agent_online(c, "A1=", "bob").await;
+    agent_online(c, "E1=", "eve").await;
+    c.send("A1=", json!({"action": "join", "sessionId": v.session_id}))
+        .await;
+
+    c.send(
+        "V1=",
+        json!({"action": "deleteConversation", "sessionId": v.session_id}),
+    )
+    .await;
+    assert_eq!(code(&c.last("V1=")), "forbidden");
+    c.send(
+        "E1=",
+        json!({"action": "deleteConversation", "sessionId": v.session_id}),
+    )
+    .await;
+    assert_eq!(code(&c.last("E1=")), "not_found");
+
+    c.send(
+        "A1=",
+        json!({"action": "deleteConversation", "sessionId": v.session_id}),
+    )
+    .await;
+    let done = c.last("A1=");
+    assert_eq!(done["type"], "deleted");
+    assert!(
+        done["items"].as_u64().unwrap() >= 8,
+        "session, 3 messages, 3 retry records, memberships: {done}"
+    );
+    assert_eq!(c.gateway.closed(), vec![ConnectionId::parse("V1=").unwrap()]);
+    let sid = SessionId::parse(&v.session_id).unwrap();
+    assert!(c.backend.store().get_session(&sid, c.now()).await.unwrap().is_none());
+    assert!(
+        c.backend
+            .store()
+            .list_messages(&sid, 0, 10)
+            .await
+            .unwrap()
+            .messages
+            .is_empty()
+    );
+    assert_eq!(
+        c.connect("V3=", &v.token).await,
+        401,
+        "the token died with the conversation"
+    );
+    let kept = SessionId::parse(&keep.session_id).unwrap();
+    assert_eq!(
+        c.backend
+            .store()
+            .list_messages(&kept, 0, 10)
+            .await
+            .unwrap()
+            .messages
+            .len(),
+        1
+    );
+
+    let audit = c
+        .backend
+        .store()
+        .list_audit(&SiteId::parse(SITE).unwrap(), None, 10, c.now())
+        .await
+        .unwrap();
+    assert_eq!(audit.items.len(), 1);
+    let record = serde_json::to_string(&audit.items[0]).unwrap();
+    for personal in [
+        v.session_id.as_str(),
+        v.visitor_id.as_str(),
+        v.token.as_str(),
+        "please delete me",
+    ] {
+        assert!(!record.contains(personal), "audit record holds {personal}: {record}");
+    }
+    assert!(record.contains("conversation-delete") && record.contains("bob"));
 }

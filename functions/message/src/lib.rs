@@ -20,16 +20,17 @@ use chat_core::config::Config;
 use chat_core::domain::*;
 use chat_core::error::{ApiError, ErrorCode};
 use chat_core::gateway::{ConnectionGateway, GatewayFactory};
-use chat_core::storage::{ConnectionStore, ConversationStore, MessageStore, NewMessage, SessionStore};
+use chat_core::storage::{AuditStore, ConnectionStore, ConversationStore, MessageStore, NewMessage, SessionStore};
 
 /// Every action this function serves.
-pub const ACTIONS: [&str; 6] = [
+pub const ACTIONS: [&str; 7] = [
     "sendMessage",
     "typing",
     "history",
     "markRead",
     "listConversations",
     "join",
+    "deleteConversation",
 ];
 
 /// Default and largest history page.
@@ -50,8 +51,8 @@ pub struct Deps<'a, S> {
 }
 
 /// The storage the routes use.
-pub trait MessageRoutesStore: SessionStore + MessageStore + ConnectionStore + ConversationStore {}
-impl<T: SessionStore + MessageStore + ConnectionStore + ConversationStore> MessageRoutesStore for T {}
+pub trait MessageRoutesStore: SessionStore + MessageStore + ConnectionStore + ConversationStore + AuditStore {}
+impl<T: SessionStore + MessageStore + ConnectionStore + ConversationStore + AuditStore> MessageRoutesStore for T {}
 
 /// Handles one frame. Never fails: problems become an `error` frame to the sender.
 pub async fn handle<S: MessageRoutesStore>(
@@ -111,6 +112,16 @@ enum Sender {
     },
 }
 
+/// A time-ordered unique id for an audit record.
+fn audit_id(now: Timestamp) -> String {
+    let r: [u8; 8] = chat_core::auth::random_bytes();
+    format!(
+        "{}-{}",
+        chat_core::storage::keys::ts(now),
+        r.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    )
+}
+
 fn not_found() -> ApiError {
     // The same answer for "does not exist", "expired" and "not yours": nothing is revealed.
     ApiError::new(ErrorCode::NotFound, "conversation not found")
@@ -156,6 +167,7 @@ impl<S: MessageRoutesStore> Ctx<'_, '_, S> {
             "history" => self.history(f, &site, &sender).await,
             "markRead" => self.mark_read(f, &site, &sender).await,
             "listConversations" => self.list_conversations(f, &site, &sender).await,
+            "deleteConversation" => self.delete_conversation(f, &site, &sender).await,
             _ => self.join(f, &site, &sender).await,
         }?;
         Ok(action)
@@ -344,6 +356,50 @@ impl<S: MessageRoutesStore> Ctx<'_, '_, S> {
         self.reply(&ServerFrame::Conversations {
             items: page.items.iter().map(ConversationView::from).collect(),
             next: page.next,
+        })
+        .await;
+        Ok(())
+    }
+
+    /// An agent deletes a conversation: everything in it is erased, the visitor's live
+    /// connections are closed, and an audit record (no personal data) is kept.
+    async fn delete_conversation(&self, f: &Object, site: &SiteId, sender: &Sender) -> Result<(), ApiError> {
+        let Sender::Agent { agent_id } = sender else {
+            return Err(ApiError::new(ErrorCode::Forbidden, "agents only"));
+        };
+        let session_id = self.target(f, sender)?;
+        let session = self.session_of_site(&session_id, site).await?;
+        let members = self.store().conversation_connections(&session_id, self.now).await?;
+        let counts = self.store().erase_session(&session_id).await?;
+        for c in members
+            .iter()
+            .filter(|c| matches!(c.principal, Principal::Visitor { .. }))
+        {
+            if let Err(e) = self.gateway.close(&c.id).await {
+                tracing::warn!(error = %e, "could not close a deleted conversation's connection");
+            }
+        }
+        let record = AuditRecord {
+            id: audit_id(self.now),
+            site_id: site.clone(),
+            action: AuditAction::ConversationDelete,
+            subject_hash: Some(
+                self.deps
+                    .config
+                    .pseudonymizer
+                    .subject(site, session.visitor_id.as_str()),
+            ),
+            actor: Actor::Agent {
+                agent_id: agent_id.clone(),
+            },
+            counts: counts.0.clone(),
+            at: self.now,
+            expires_at: self.now.plus(chat_core::policy::AUDIT_RETENTION),
+        };
+        self.store().append_audit(&record).await?;
+        self.reply(&ServerFrame::Deleted {
+            session_id: session_id.to_string(),
+            items: counts.total(),
         })
         .await;
         Ok(())

@@ -148,6 +148,14 @@ pub enum ServerFrame {
         #[serde(skip_serializing_if = "Option::is_none")]
         next: Option<String>,
     },
+    /// A conversation was deleted at the agent's request.
+    #[serde(rename_all = "camelCase")]
+    Deleted {
+        /// The conversation.
+        session_id: String,
+        /// How many items were erased.
+        items: u64,
+    },
     /// The agent now receives this conversation's typing and read events too.
     #[serde(rename_all = "camelCase")]
     Joined {

@@ -109,8 +109,12 @@ pub fn status(code: u16) -> ApiGatewayProxyResponse {
 /// (the error's JSON) is visible to non-browser clients only.
 pub fn reject(err: &ApiError) -> ApiGatewayProxyResponse {
     let mut r = status(err.status());
-    r.body = Some(Body::Text(
-        serde_json::json!({ "error": { "code": err.code.as_str(), "message": err.message } }).to_string(),
-    ));
+    let mut body = serde_json::json!({ "code": err.code.as_str(), "message": err.message });
+    if let Some(secs) = err.retry_after {
+        body["retryAfter"] = secs.into();
+        r.headers
+            .insert(::http::header::RETRY_AFTER, ::http::HeaderValue::from(secs));
+    }
+    r.body = Some(Body::Text(serde_json::json!({ "error": body }).to_string()));
     r
 }
