@@ -252,6 +252,17 @@ impl Config {
         loader.load().await
     }
 
+    /// What every function does at cold start: install logging, read and validate
+    /// the configuration (logging why and refusing to start if it is invalid),
+    /// and build the AWS SDK configuration and the DynamoDB store once.
+    pub async fn cold_start() -> Result<(Self, aws_config::SdkConfig, crate::storage::DynamoStore), ConfigError> {
+        crate::telemetry::init();
+        let config = Self::from_env().inspect_err(|e| tracing::error!(error = %e, "refusing to start"))?;
+        let sdk = config.aws_sdk_config().await;
+        let store = config.dynamo_store(&sdk);
+        Ok((config, sdk, store))
+    }
+
     /// The DynamoDB store for this configuration's table, with a client built from `sdk`.
     pub fn dynamo_store(&self, sdk: &aws_config::SdkConfig) -> crate::storage::DynamoStore {
         crate::storage::DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), self.table_name.clone())

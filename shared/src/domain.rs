@@ -572,6 +572,36 @@ pub struct Session {
 }
 
 impl Session {
+    /// A new empty session of `site`, created at `now`, whose visitor token hashes to
+    /// `token_hash`. It expires 30 minutes from now unless used; technical data and a
+    /// pre-chat form are added by the caller as the site's policy allows.
+    pub fn start(id: SessionId, site: &Site, visitor_id: VisitorId, token_hash: String, now: Timestamp) -> Self {
+        let mut s = Self {
+            id,
+            site_id: site.id.clone(),
+            visitor_id,
+            token_hash,
+            token_expires_at: crate::policy::visitor_token_expiry(now),
+            created_at: now,
+            last_access_at: now,
+            last_activity_at: None,
+            last_seq: 0,
+            retention_days: site.retention.conversation_days,
+            status: ConversationStatus::Open,
+            ip: None,
+            user_agent: None,
+            prechat: None,
+            email_lookup: None,
+            visitor_read_seq: 0,
+            agent_read_seq: 0,
+            rate_window_start: Timestamp::default(),
+            rate_count: 0,
+            expires_at: now,
+        };
+        s.expires_at = crate::policy::session_expiry(&s);
+        s
+    }
+
     /// Whether the session has at least one message (and so is a conversation).
     pub fn is_conversation(&self) -> bool {
         self.last_seq > 0

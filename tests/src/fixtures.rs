@@ -44,29 +44,9 @@ pub fn session_of(site: &Site, visitor: &VisitorId, now: Timestamp) -> Session {
             address,
             recorded_at: now,
         });
-    let mut s = Session {
-        id,
-        site_id: site.id.clone(),
-        visitor_id: visitor.clone(),
-        token_hash: token.hash,
-        token_expires_at: policy::visitor_token_expiry(now),
-        created_at: now,
-        last_access_at: now,
-        last_activity_at: None,
-        last_seq: 0,
-        retention_days: site.retention.conversation_days,
-        status: ConversationStatus::Open,
-        ip,
-        user_agent: Some("Mozilla/5.0 (test)".into()),
-        prechat: None,
-        email_lookup: None,
-        visitor_read_seq: 0,
-        agent_read_seq: 0,
-        rate_window_start: Timestamp::default(),
-        rate_count: 0,
-        expires_at: now,
-    };
-    s.expires_at = policy::session_expiry(&s);
+    let mut s = Session::start(id, site, visitor.clone(), token.hash, now);
+    s.ip = ip;
+    s.user_agent = Some("Mozilla/5.0 (test)".into());
     s
 }
 

@@ -18,7 +18,7 @@ use chat_core::clock::{Clock, Timestamp};
 use chat_core::config::Config;
 use chat_core::domain::*;
 use chat_core::error::{ApiError, ErrorCode, json_response};
-use chat_core::policy::{self, VISITOR_TOKEN_LIFETIME};
+use chat_core::policy::VISITOR_TOKEN_LIFETIME;
 use chat_core::storage::{SessionStore, SessionTouch, SiteStore, StoreError};
 use serde::Serialize;
 
@@ -125,29 +125,11 @@ async fn create_or_resume<S: SiteStore + SessionStore>(
             address,
             recorded_at: now,
         });
-    let mut session = Session {
-        id,
-        site_id: site.id.clone(),
-        visitor_id: VisitorId::generate(),
-        token_hash: issued.hash.clone(),
-        token_expires_at: policy::visitor_token_expiry(now),
-        created_at: now,
-        last_access_at: now,
-        last_activity_at: None,
-        last_seq: 0,
-        retention_days: site.retention.conversation_days,
-        status: ConversationStatus::Open,
-        ip,
-        user_agent: req.header("user-agent").map(clip_user_agent),
-        prechat,
-        email_lookup,
-        visitor_read_seq: 0,
-        agent_read_seq: 0,
-        rate_window_start: Timestamp::default(),
-        rate_count: 0,
-        expires_at: now,
-    };
-    session.expires_at = policy::session_expiry(&session);
+    let mut session = Session::start(id, &site, VisitorId::generate(), issued.hash.clone(), now);
+    session.ip = ip;
+    session.user_agent = req.header("user-agent").map(clip_user_agent);
+    session.prechat = prechat;
+    session.email_lookup = email_lookup;
     deps.store.create_session(&session).await?;
     Ok((201, response(&session, issued.token.clone(), false), issued.token))
 }

@@ -7,10 +7,7 @@ use lambda_runtime::{LambdaEvent, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    chat_core::telemetry::init();
-    let config = Config::from_env().inspect_err(|e| tracing::error!(error = %e, "refusing to start"))?;
-    let sdk = config.aws_sdk_config().await;
-    let store = config.dynamo_store(&sdk);
+    let (config, _sdk, store) = Config::cold_start().await?;
     let deps = create_session::Deps {
         store: &store,
         clock: &SystemClock,

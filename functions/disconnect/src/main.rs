@@ -6,10 +6,7 @@ use lambda_runtime::{LambdaEvent, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    chat_core::telemetry::init();
-    let config = Config::from_env().inspect_err(|e| tracing::error!(error = %e, "refusing to start"))?;
-    let sdk = config.aws_sdk_config().await;
-    let store = config.dynamo_store(&sdk);
+    let (_config, _sdk, store) = Config::cold_start().await?;
     lambda_runtime::run(service_fn(|event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| {
         let store = &store;
         async move { Ok::<_, std::convert::Infallible>(disconnect::handle(event.payload, store).await) }

@@ -8,10 +8,7 @@ use lambda_runtime::{LambdaEvent, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    chat_core::telemetry::init();
-    let config = Config::from_env().inspect_err(|e| tracing::error!(error = %e, "refusing to start"))?;
-    let sdk = config.aws_sdk_config().await;
-    let store = config.dynamo_store(&sdk);
+    let (config, sdk, store) = Config::cold_start().await?;
     // One management client per API endpoint, built on first use and kept while warm.
     let gateways = ManagementClients::new(sdk, config.local.as_ref().and_then(|l| l.apigw.clone()));
     let deps = message::Deps {

@@ -163,6 +163,14 @@ fn live_session<'a>(g: &'a Inner, id: &SessionId, now: Timestamp) -> Option<&'a 
     g.sessions.get(id.as_str()).filter(|s| is_live(s.expires_at, now))
 }
 
+/// A live session to change, or [`StoreError::NotFound`].
+fn live_session_mut<'a>(g: &'a mut Inner, id: &SessionId, now: Timestamp) -> Result<&'a mut Session, StoreError> {
+    g.sessions
+        .get_mut(id.as_str())
+        .filter(|s| is_live(s.expires_at, now))
+        .ok_or(StoreError::NotFound)
+}
+
 #[async_trait]
 impl SiteStore for MemoryStore {
     async fn put_site(&self, site: &Site) -> Result<(), StoreError> {
@@ -209,11 +217,7 @@ impl SessionStore for MemoryStore {
 
     async fn touch_session(&self, id: &SessionId, touch: SessionTouch) -> Result<Session, StoreError> {
         let mut g = self.lock();
-        let s = g
-            .sessions
-            .get_mut(id.as_str())
-            .filter(|s| is_live(s.expires_at, touch.now))
-            .ok_or(StoreError::NotFound)?;
+        let s = live_session_mut(&mut g, id, touch.now)?;
         apply_touch(s, touch);
         Ok(s.clone())
     }
@@ -226,11 +230,7 @@ impl SessionStore for MemoryStore {
         now: Timestamp,
     ) -> Result<Session, StoreError> {
         let mut g = self.lock();
-        let s = g
-            .sessions
-            .get_mut(id.as_str())
-            .filter(|s| is_live(s.expires_at, now))
-            .ok_or(StoreError::NotFound)?;
+        let s = live_session_mut(&mut g, id, now)?;
         apply_prechat(s, prechat, email_lookup, now);
         Ok(s.clone())
     }
@@ -243,11 +243,7 @@ impl SessionStore for MemoryStore {
         now: Timestamp,
     ) -> Result<Session, StoreError> {
         let mut g = self.lock();
-        let s = g
-            .sessions
-            .get_mut(id.as_str())
-            .filter(|s| is_live(s.expires_at, now))
-            .ok_or(StoreError::NotFound)?;
+        let s = live_session_mut(&mut g, id, now)?;
         apply_read(s, role, seq);
         Ok(s.clone())
     }
@@ -259,11 +255,7 @@ impl SessionStore for MemoryStore {
         now: Timestamp,
     ) -> Result<Session, StoreError> {
         let mut g = self.lock();
-        let s = g
-            .sessions
-            .get_mut(id.as_str())
-            .filter(|s| is_live(s.expires_at, now))
-            .ok_or(StoreError::NotFound)?;
+        let s = live_session_mut(&mut g, id, now)?;
         s.status = status;
         Ok(s.clone())
     }
