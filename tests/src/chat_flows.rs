@@ -602,8 +602,30 @@ pub async fn message_size_and_rate_limits_answer_with_stable_codes<B: Backend>(c
     }
     let f = say(c, "V1=", "c31", "one too many").await;
     assert_eq!(code(&f), "rate_limited");
+    let v = c
+        .backend
+        .store()
+        .conversation_connections(
+            &SessionId::parse(&c.frames_of("V1=", "ack")[0]["sessionId"].as_str().unwrap()).unwrap(),
+            c.now(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(v.len(), 1);
+    agent_online(c, "A1=", "alice").await;
+    let sid = c.frames_of("V1=", "ack")[0]["sessionId"].clone();
+    c.send(
+        "A1=",
+        json!({"action": "sendMessage", "sessionId": sid, "clientMsgId": "a1", "text": "an agent can still answer"}),
+    )
+    .await;
+    assert_eq!(
+        c.last("A1=")["type"],
+        "ack",
+        "the visitor's limit does not silence the agent"
+    );
     assert!(f["retryAfter"].as_u64().is_some_and(|s| (1..=60).contains(&s)));
-    assert_eq!(c.stored().await.get("message"), Some(&30));
+    assert_eq!(c.stored().await.get("message"), Some(&31));
     c.advance(Duration::from_secs(60));
     assert_eq!(say(c, "V1=", "c31", "later").await["type"], "ack");
 }

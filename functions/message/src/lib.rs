@@ -223,9 +223,12 @@ impl<S: MessageRoutesStore> Ctx<'_, '_, S> {
             client_msg_id,
         };
         // Stored (with its sequence) before anyone hears of it.
+        // The rate limit protects against visitors flooding a conversation; it must never
+        // stop an agent from answering, so agents' messages are not counted.
+        let rate = matches!(sender, Sender::Visitor { .. }).then_some(self.deps.config.message_rate);
         let out = self
             .store()
-            .append_message(&msg, self.now, Some(self.deps.config.message_rate))
+            .append_message(&msg, self.now, rate)
             .await
             .map_err(|e| match e {
                 chat_core::storage::StoreError::NotFound => not_found(),
