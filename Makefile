@@ -38,12 +38,13 @@ clippy:
 lint-template: setup
 	$(VENV)/bin/cfn-lint template.yaml
 
-# Tests that need moto start it themselves on a free loopback port (tests/src/moto.rs).
+# Tests that need moto start it themselves on a free loopback port (tests/src/moto.rs,
+# through tests/moto_serial.py).
 # The last line totals every test binary's result, so the run ends on the real count
 # rather than on cargo's (empty) doc-test summary.
 unit: setup
 	mkdir -p target
-	EUROCHAT_MOTO_SERVER=$(CURDIR)/$(VENV)/bin/moto_server $(CARGO) test --workspace --locked 2>&1 | tee target/test-output.log
+	EUROCHAT_MOTO_PYTHON=$(CURDIR)/$(VENV)/bin/python $(CARGO) test --workspace --locked 2>&1 | tee target/test-output.log
 	@awk '/^test result:/ {p += $$4; f += $$6} END {printf "tests: %d passed, %d failed\n", p, f}' target/test-output.log
 
 test: setup fmt-check clippy lint-template unit

@@ -3,7 +3,10 @@
 //! moto speaks DynamoDB and the API Gateway Management API on one port. The
 //! server is started on first use on a free loopback port and watched by a
 //! small shell loop that stops it when the test process exits (test statics are
-//! never dropped, so a `Drop` impl alone would leak it).
+//! never dropped, so a `Drop` impl alone would leak it). It is started through
+//! `tests/moto_serial.py`, which serves one request at a time: moto's own
+//! threaded launcher lets concurrent transactions interleave, which DynamoDB
+//! never does (see that file).
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -24,12 +27,12 @@ impl Moto {
     }
 }
 
-/// Where the project's venv puts moto (`make setup`), or `EUROCHAT_MOTO_SERVER`.
-fn moto_binary() -> PathBuf {
-    if let Some(p) = std::env::var_os("EUROCHAT_MOTO_SERVER") {
+/// The Python with moto installed: the project's venv (`make setup`), or `EUROCHAT_MOTO_PYTHON`.
+fn moto_python() -> PathBuf {
+    if let Some(p) = std::env::var_os("EUROCHAT_MOTO_PYTHON") {
         return PathBuf::from(p);
     }
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/moto_server")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python")
 }
 
 fn free_port() -> u16 {
@@ -38,16 +41,23 @@ fn free_port() -> u16 {
 }
 
 fn start() -> Moto {
-    let bin = moto_binary();
+    let python = moto_python();
+    let has_moto = Command::new(&python)
+        .args(["-c", "import moto.moto_server.werkzeug_app, werkzeug"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
     assert!(
-        bin.exists(),
-        "moto is not installed at {}.\nRun `make setup` (creates .venv with moto[server] and cfn-lint from requirements-dev.txt), \
-         or set EUROCHAT_MOTO_SERVER to a moto_server binary.",
-        bin.display()
+        has_moto,
+        "moto is not installed for {}.\nRun `make setup` (creates .venv with moto[server] and cfn-lint from requirements-dev.txt), \
+         or set EUROCHAT_MOTO_PYTHON to a Python that has moto[server].",
+        python.display()
     );
+    let launcher = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("moto_serial.py");
     let port = free_port();
     let script = r#"
-        "$0" -H 127.0.0.1 -p "$1" >/dev/null 2>&1 &
+        "$0" "$3" 127.0.0.1 "$1" >/dev/null 2>&1 &
         m=$!
         trap 'kill $m 2>/dev/null' EXIT TERM INT
         while kill -0 "$2" 2>/dev/null && kill -0 $m 2>/dev/null; do sleep 0.5; done
@@ -55,19 +65,17 @@ fn start() -> Moto {
     let child = Command::new("bash")
         .arg("-c")
         .arg(script)
-        .arg(&bin)
+        .arg(&python)
         .arg(port.to_string())
         .arg(std::process::id().to_string())
+        .arg(&launcher)
         .stdin(Stdio::null())
         .spawn()
-        .expect("spawn moto_server");
+        .expect("spawn moto");
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("loopback address");
     let deadline = Instant::now() + Duration::from_secs(60);
     while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "moto_server did not start on {addr} within 60 s"
-        );
+        assert!(Instant::now() < deadline, "moto did not start on {addr} within 60 s");
         std::thread::sleep(Duration::from_millis(100));
     }
     Moto {
