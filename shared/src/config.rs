@@ -51,9 +51,12 @@ pub mod vars {
     pub const MESSAGES_PER_MINUTE: &str = "EUROCHAT_MESSAGES_PER_MINUTE";
     /// WebSocket connections one IP may open per minute (default 20).
     pub const CONNECTS_PER_MINUTE: &str = "EUROCHAT_CONNECTS_PER_MINUTE";
+    /// The WebSocket API's management endpoint (`https://{api}.execute-api.{region}.amazonaws.com/{stage}`),
+    /// for functions outside the WebSocket API that close connections (GDPR erasure).
+    pub const WS_MANAGEMENT_ENDPOINT: &str = "EUROCHAT_WS_MANAGEMENT_ENDPOINT";
 
     /// Every variable [`super::Config::from_lookup`] reads.
-    pub const ALL: [&str; 11] = [
+    pub const ALL: [&str; 12] = [
         REGION,
         TABLE_NAME,
         LOCAL_MODE,
@@ -65,6 +68,7 @@ pub mod vars {
         MAX_MESSAGE_BYTES,
         MESSAGES_PER_MINUTE,
         CONNECTS_PER_MINUTE,
+        WS_MANAGEMENT_ENDPOINT,
     ];
 }
 
@@ -117,6 +121,8 @@ pub struct Config {
     pub message_rate: RateLimit,
     /// Per-IP connection rate.
     pub connect_rate: RateLimit,
+    /// The WebSocket management endpoint for functions outside the WebSocket API.
+    pub ws_management_endpoint: Option<String>,
 }
 
 /// Whether a region may hold eurochat data.
@@ -225,6 +231,20 @@ impl Config {
         };
         let message_rate = per_minute(number(vars::MESSAGES_PER_MINUTE, 30, 1..=10_000)?);
         let connect_rate = per_minute(number(vars::CONNECTS_PER_MINUTE, 20, 1..=10_000)?);
+        let ws_management_endpoint = match get(vars::WS_MANAGEMENT_ENDPOINT) {
+            None => None,
+            Some(v) if local_mode => Some(loopback_endpoint(vars::WS_MANAGEMENT_ENDPOINT, &v)?),
+            Some(v) => {
+                let ok = url::Url::parse(&v).is_ok_and(|u| u.scheme() == "https" && u.host_str().is_some());
+                if !ok {
+                    return Err(ConfigError::Invalid {
+                        var: vars::WS_MANAGEMENT_ENDPOINT,
+                        why: "must be an https URL",
+                    });
+                }
+                Some(v.trim_end_matches('/').to_owned())
+            }
+        };
         Ok(Self {
             region,
             table_name,
@@ -234,6 +254,7 @@ impl Config {
             max_message_bytes,
             message_rate,
             connect_rate,
+            ws_management_endpoint,
         })
     }
 
@@ -357,6 +378,30 @@ mod tests {
         assert!(
             !err.to_string().contains("short"),
             "the value never appears in the message"
+        );
+    }
+
+    #[test]
+    fn management_endpoint_must_be_https_outside_local_mode() {
+        let mut env = base();
+        env.insert(
+            vars::WS_MANAGEMENT_ENDPOINT,
+            "http://abc.execute-api.eu-central-1.amazonaws.com/prod".to_owned(),
+        );
+        assert!(matches!(
+            load(&env),
+            Err(ConfigError::Invalid {
+                var: vars::WS_MANAGEMENT_ENDPOINT,
+                ..
+            })
+        ));
+        env.insert(
+            vars::WS_MANAGEMENT_ENDPOINT,
+            "https://abc.execute-api.eu-central-1.amazonaws.com/prod/".to_owned(),
+        );
+        assert_eq!(
+            load(&env).unwrap().ws_management_endpoint.as_deref(),
+            Some("https://abc.execute-api.eu-central-1.amazonaws.com/prod")
         );
     }
 

@@ -135,9 +135,18 @@ impl ManagementClients {
         }
     }
 
+    /// The client for a configured endpoint (functions outside the WebSocket API);
+    /// the local override, if any, wins.
+    pub fn for_endpoint(&self, endpoint: &str) -> Arc<ApiGatewayManagement> {
+        self.cached(self.endpoint_override.clone().unwrap_or_else(|| endpoint.to_owned()))
+    }
+
     /// The client for a request's `domainName` and `stage`.
     pub fn client(&self, domain_name: &str, stage: &str) -> Arc<ApiGatewayManagement> {
-        let endpoint = self.endpoint(domain_name, stage);
+        self.cached(self.endpoint(domain_name, stage))
+    }
+
+    fn cached(&self, endpoint: String) -> Arc<ApiGatewayManagement> {
         let mut clients = self.clients.lock().unwrap_or_else(PoisonError::into_inner);
         Arc::clone(
             clients

@@ -8,6 +8,7 @@
 //! - [`auth`]: visitor tokens, agent tokens, keyed pseudonyms.
 //! - [`config`]: typed configuration and the EU residency guard.
 //! - [`error`]: the one mapping from errors to HTTP and WebSocket responses.
+//! - [`gdpr`]: who may ask, whose data, export and erasure.
 //! - [`telemetry`]: JSON logging without personal data.
 //! - [`clock`]: injected time.
 
@@ -20,6 +21,7 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod gateway;
+pub mod gdpr;
 pub mod policy;
 pub mod storage;
 pub mod telemetry;

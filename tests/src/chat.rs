@@ -151,15 +151,17 @@ impl<B: Backend> Chat<B> {
         self.post_session_event(e).await
     }
 
-    /// `POST /v1/sessions` with a raw event.
-    pub async fn post_session_event(&self, e: Value) -> HttpReply {
-        let event: ApiGatewayV2httpRequest = serde_json::from_value(e).expect("HTTP API event");
-        let deps = create_session::Deps {
-            store: self.backend.store(),
-            clock: &self.clock,
-            config: &self.config,
-        };
-        let r = create_session::handle(event, &deps).await;
+    /// An HTTP API event with a JSON body and a bearer token.
+    fn http_event(bearer: Option<&str>, body: &Value) -> ApiGatewayV2httpRequest {
+        let mut e = fixture("http");
+        e["body"] = Value::String(body.to_string());
+        if let Some(b) = bearer {
+            e["headers"]["authorization"] = json!(format!("Bearer {b}"));
+        }
+        serde_json::from_value(e).expect("HTTP API event")
+    }
+
+    fn reply(r: aws_lambda_events::apigw::ApiGatewayV2httpResponse) -> HttpReply {
         let body = match r.body {
             Some(Body::Text(t)) => serde_json::from_str(&t).expect("JSON body"),
             _ => Value::Null,
@@ -174,6 +176,46 @@ impl<B: Backend> Chat<B> {
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned),
         }
+    }
+
+    /// `POST /v1/gdpr/export` with pages of at most `page_bytes`.
+    pub async fn export(&self, bearer: Option<&str>, body: &Value, page_bytes: usize) -> HttpReply {
+        let deps = gdpr_export::Deps {
+            store: self.backend.store(),
+            clock: &self.clock,
+            config: &self.config,
+            page_bytes,
+        };
+        Self::reply(gdpr_export::handle(Self::http_event(bearer, body), &deps).await)
+    }
+
+    /// `POST /v1/gdpr/erase`.
+    pub async fn erase(&self, bearer: Option<&str>, body: &Value) -> HttpReply {
+        let deps = gdpr_delete::Deps {
+            store: self.backend.store(),
+            gateway: self.gateway.as_ref(),
+            clock: &self.clock,
+            config: &self.config,
+        };
+        Self::reply(gdpr_delete::handle(Self::http_event(bearer, body), &deps).await)
+    }
+
+    /// One run of the retention job with this event.
+    pub async fn retention(&self, event: Value) -> retention::Summary {
+        retention::handle(event, self.backend.store(), &self.clock)
+            .await
+            .expect("retention run")
+    }
+
+    /// `POST /v1/sessions` with a raw event.
+    pub async fn post_session_event(&self, e: Value) -> HttpReply {
+        let event: ApiGatewayV2httpRequest = serde_json::from_value(e).expect("HTTP API event");
+        let deps = create_session::Deps {
+            store: self.backend.store(),
+            clock: &self.clock,
+            config: &self.config,
+        };
+        Self::reply(create_session::handle(event, &deps).await)
     }
 
     /// A new visitor of `site` (from its origin).

@@ -8,6 +8,7 @@
 //! - [`chat`]: the chat functions' handlers driven with API Gateway events.
 //! - [`chat_flows`]: the chat's rules as flows, run against both stores.
 //! - [`fixtures`]: sites, sessions and messages for tests.
+//! - [`gdpr_flows`]: GDPR export, erasure and the retention job as flows, on both stores.
 //! - [`requests`]: counts the DynamoDB requests a store operation makes.
 
 #![warn(missing_docs)]
@@ -17,5 +18,6 @@ pub mod chat;
 pub mod chat_flows;
 pub mod contract;
 pub mod fixtures;
+pub mod gdpr_flows;
 pub mod moto;
 pub mod requests;

@@ -20,6 +20,7 @@ use chat_core::config::Config;
 use chat_core::domain::*;
 use chat_core::error::{ApiError, ErrorCode};
 use chat_core::gateway::{ConnectionGateway, GatewayFactory};
+use chat_core::gdpr;
 use chat_core::storage::{AuditStore, ConnectionStore, ConversationStore, MessageStore, NewMessage, SessionStore};
 
 /// Every action this function serves.
@@ -110,16 +111,6 @@ enum Sender {
     Agent {
         agent_id: AgentId,
     },
-}
-
-/// A time-ordered unique id for an audit record.
-fn audit_id(now: Timestamp) -> String {
-    let r: [u8; 8] = chat_core::auth::random_bytes();
-    format!(
-        "{}-{}",
-        chat_core::storage::keys::ts(now),
-        r.iter().map(|b| format!("{b:02x}")).collect::<String>()
-    )
 }
 
 fn not_found() -> ApiError {
@@ -372,33 +363,24 @@ impl<S: MessageRoutesStore> Ctx<'_, '_, S> {
         };
         let session_id = self.target(f, sender)?;
         let session = self.session_of_site(&session_id, site).await?;
-        let members = self.store().conversation_connections(&session_id, self.now).await?;
-        let counts = self.store().erase_session(&session_id).await?;
-        for c in members
-            .iter()
-            .filter(|c| matches!(c.principal, Principal::Visitor { .. }))
-        {
-            if let Err(e) = self.gateway.close(&c.id).await {
-                tracing::warn!(error = %e, "could not close a deleted conversation's connection");
-            }
-        }
-        let record = AuditRecord {
-            id: audit_id(self.now),
-            site_id: site.clone(),
-            action: AuditAction::ConversationDelete,
-            subject_hash: Some(
-                self.deps
-                    .config
-                    .pseudonymizer
-                    .subject(site, session.visitor_id.as_str()),
-            ),
-            actor: Actor::Agent {
-                agent_id: agent_id.clone(),
-            },
-            counts: counts.0.clone(),
-            at: self.now,
-            expires_at: self.now.plus(chat_core::policy::AUDIT_RETENTION),
+        let requester = gdpr::Requester::Agent {
+            site: site.clone(),
+            agent: agent_id.clone(),
+            role: AgentRole::Agent,
         };
+        let subject = gdpr::Subject {
+            visitor_ids: [session.visitor_id.clone()].into(),
+            sessions: vec![session],
+        };
+        let counts = gdpr::erase_sessions(self.store(), self.gateway, &subject.sessions, self.now).await?;
+        let record = gdpr::audit_record(
+            self.deps.config,
+            &requester,
+            AuditAction::ConversationDelete,
+            &subject,
+            counts.0.clone(),
+            self.now,
+        );
         self.store().append_audit(&record).await?;
         self.reply(&ServerFrame::Deleted {
             session_id: session_id.to_string(),

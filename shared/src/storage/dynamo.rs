@@ -1040,6 +1040,10 @@ impl DynamoStore {
 
 #[async_trait]
 impl SubjectStore for DynamoStore {
+    async fn session_any(&self, id: &SessionId) -> Result<Option<Session>, StoreError> {
+        Ok(self.session_versioned(id).await?.map(|(s, _)| s))
+    }
+
     async fn sessions_of_visitor(&self, site: &SiteId, visitor: &VisitorId) -> Result<Vec<Session>, StoreError> {
         self.sessions_by_index(keys::GSI1, keys::visitor_gsi1pk(site, visitor))
             .await

@@ -534,6 +534,10 @@ fn sessions_where(g: &Inner, mut pred: impl FnMut(&Session) -> bool) -> Vec<Sess
 
 #[async_trait]
 impl SubjectStore for MemoryStore {
+    async fn session_any(&self, id: &SessionId) -> Result<Option<Session>, StoreError> {
+        Ok(self.lock().sessions.get(id.as_str()).cloned())
+    }
+
     async fn sessions_of_visitor(&self, site: &SiteId, visitor: &VisitorId) -> Result<Vec<Session>, StoreError> {
         Ok(sessions_where(&self.lock(), |s| {
             s.site_id == *site && s.visitor_id == *visitor

@@ -278,9 +278,13 @@ pub trait ConversationStore: Send + Sync {
     async fn erase_session(&self, id: &SessionId) -> Result<ErasedCounts, StoreError>;
 }
 
-/// Finding a data subject's sessions (GDPR).
+/// Finding a data subject's sessions (GDPR). These reads include sessions past
+/// their expiry that DynamoDB has not removed yet: data still held is exported
+/// and erased.
 #[async_trait]
 pub trait SubjectStore: Send + Sync {
+    /// A session as stored, live or expired-but-not-yet-removed.
+    async fn session_any(&self, id: &SessionId) -> Result<Option<Session>, StoreError>;
     /// Every session of a visitor on a site, live or not yet swept, oldest first.
     async fn sessions_of_visitor(&self, site: &SiteId, visitor: &VisitorId) -> Result<Vec<Session>, StoreError>;
     /// Every session whose pre-chat email has this lookup key (see

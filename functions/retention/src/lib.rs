@@ -1,0 +1,264 @@
+//! The scheduled retention job: what DynamoDB's TTL alone cannot enforce.
+//!
+//! 1. Conversations idle longer than their site's *current* retention (a site
+//!    that shortened its retention after they were written) are erased.
+//! 2. Stored IPs older than their site's IP retention are removed.
+//! 3. Orphans are deleted: messages and retry records whose session item the
+//!    TTL sweeper already removed (DynamoDB's TTL does not cascade).
+//!
+//! Each run does at most `budget` units of work (items acted on or scanned) and
+//! saves a checkpoint, so the next run continues where this one stopped. A dry
+//! run reports what it would do and changes nothing (not even the checkpoint).
+//! The summary holds counts only, and is both logged and returned.
+
+use chat_core::clock::{Clock, Timestamp};
+use chat_core::policy;
+use chat_core::storage::{ConversationStore, RetentionStore, SiteStore, StoreError};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The checkpoint's job name.
+pub const JOB: &str = "retention";
+/// Work units a run does unless told otherwise.
+pub const DEFAULT_BUDGET: u32 = 2000;
+
+/// How a run was asked to behave (from the schedule's input, or its `detail`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Options {
+    /// Report only.
+    pub dry_run: bool,
+    /// Work units for this run.
+    pub budget: u32,
+}
+
+/// Why a run could not start or finish.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// The schedule's input is wrong.
+    #[error("invalid job input: {0}")]
+    Input(&'static str),
+    /// The store failed; the scheduler retries the run.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl Options {
+    /// Reads `dryRun` and `budget` from the event (top level or `detail`).
+    pub fn from_event(event: &Value) -> Result<Self, JobError> {
+        let field = |name: &str| {
+            event
+                .get(name)
+                .or_else(|| event.get("detail").and_then(|d| d.get(name)))
+        };
+        let dry_run = match field("dryRun") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => return Err(JobError::Input("dryRun must be true or false")),
+        };
+        let budget = match field("budget") {
+            None | Some(Value::Null) => DEFAULT_BUDGET,
+            Some(v) => v
+                .as_u64()
+                .filter(|n| (1..=100_000).contains(n))
+                .map(|n| n as u32)
+                .ok_or(JobError::Input("budget must be a whole number from 1 to 100000"))?,
+        };
+        Ok(Self { dry_run, budget })
+    }
+}
+
+/// What a run did (or, in a dry run, would do). Counts only.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Summary {
+    /// Whether nothing was changed.
+    pub dry_run: bool,
+    /// Whether the whole table was covered (otherwise the next run continues).
+    pub complete: bool,
+    /// Sites visited.
+    pub sites: u64,
+    /// Conversations past their site's current retention.
+    pub conversations_erased: u64,
+    /// Items those conversations held.
+    pub items_erased: u64,
+    /// IPs past their site's IP retention.
+    pub ips_removed: u64,
+    /// Orphaned messages and retry records.
+    pub orphans_deleted: u64,
+    /// Work units used.
+    pub budget_used: u32,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "phase", rename_all = "camelCase")]
+enum Checkpoint {
+    /// Resume the site pass at this site (the sites before it are done).
+    #[default]
+    Sites,
+    #[serde(rename_all = "camelCase")]
+    SitesFrom { site: String },
+    /// Resume the orphan sweep at this scan cursor.
+    #[serde(rename_all = "camelCase")]
+    Orphans { cursor: Option<String> },
+}
+
+struct Run<'a, S> {
+    store: &'a S,
+    options: Options,
+    now: Timestamp,
+    left: u32,
+    summary: Summary,
+}
+
+impl<S: SiteStore + RetentionStore + ConversationStore> Run<'_, S> {
+    fn spend(&mut self, n: u32) {
+        self.left = self.left.saturating_sub(n);
+        self.summary.budget_used = self.options.budget - self.left;
+    }
+
+    async fn save(&self, checkpoint: Option<Checkpoint>) -> Result<(), StoreError> {
+        if self.options.dry_run {
+            return Ok(());
+        }
+        let value = checkpoint.map(|c| serde_json::to_string(&c).unwrap_or_default());
+        self.store.put_checkpoint(JOB, value.as_deref()).await
+    }
+
+    /// The site pass from `from` on; `Some(site)` if the budget ran out at `site`.
+    async fn sites(&mut self, from: Option<&str>) -> Result<Option<String>, StoreError> {
+        let mut cursor: Option<String> = None;
+        loop {
+            let page = self.store.list_sites(cursor.as_deref(), 100).await?;
+            for site in page
+                .items
+                .into_iter()
+                .filter(|s| from.is_none_or(|f| s.id.as_str() >= f))
+            {
+                self.summary.sites += 1;
+                let conv_cutoff = self.now.minus(policy::days(site.retention.conversation_days));
+                let mut c: Option<String> = None;
+                loop {
+                    if self.left == 0 {
+                        return Ok(Some(site.id.to_string()));
+                    }
+                    let p = self
+                        .store
+                        .conversations_inactive_before(&site.id, conv_cutoff, c.as_deref(), self.left.min(100))
+                        .await?;
+                    self.spend(p.items.len() as u32);
+                    for s in &p.items {
+                        self.summary.conversations_erased += 1;
+                        if !self.options.dry_run {
+                            self.summary.items_erased += self.store.erase_session(&s.id).await?.total();
+                        }
+                    }
+                    match p.next {
+                        Some(n) => c = Some(n),
+                        None => break,
+                    }
+                }
+                let ip_cutoff = self.now.minus(policy::days(site.retention.ip_retention_days));
+                let mut c: Option<String> = None;
+                loop {
+                    if self.left == 0 {
+                        return Ok(Some(site.id.to_string()));
+                    }
+                    let p = self
+                        .store
+                        .sessions_with_ip_before(&site.id, ip_cutoff, c.as_deref(), self.left.min(100))
+                        .await?;
+                    self.spend(p.items.len() as u32);
+                    for s in &p.items {
+                        if self.options.dry_run || self.store.remove_ip(&s.id).await? {
+                            self.summary.ips_removed += 1;
+                        }
+                    }
+                    match p.next {
+                        Some(n) => c = Some(n),
+                        None => break,
+                    }
+                }
+            }
+            match page.next {
+                Some(n) => cursor = Some(n),
+                None => return Ok(None),
+            }
+        }
+    }
+
+    /// The orphan sweep from `cursor`; `Some(cursor)` if the budget ran out.
+    async fn orphans(&mut self, mut cursor: Option<String>) -> Result<Option<Option<String>>, StoreError> {
+        loop {
+            if self.left == 0 {
+                return Ok(Some(cursor));
+            }
+            let limit = self.left.min(100);
+            let page = self.store.scan_orphans(cursor.as_deref(), limit, self.now).await?;
+            // A scan page costs what it reads, whether or not it finds orphans.
+            self.spend(limit);
+            self.summary.orphans_deleted += if self.options.dry_run {
+                page.items.len() as u64
+            } else {
+                self.store.delete_orphans(&page.items).await?
+            };
+            match page.next {
+                Some(n) => cursor = Some(n),
+                None => return Ok(None),
+            }
+        }
+    }
+}
+
+/// Runs the job once.
+pub async fn run<S>(store: &S, clock: &dyn Clock, options: Options) -> Result<Summary, JobError>
+where
+    S: SiteStore + RetentionStore + ConversationStore,
+{
+    let checkpoint: Checkpoint = match store.get_checkpoint(JOB).await? {
+        Some(raw) => serde_json::from_str(&raw).unwrap_or_default(),
+        None => Checkpoint::Sites,
+    };
+    let mut run = Run {
+        store,
+        options,
+        now: clock.now(),
+        left: options.budget,
+        summary: Summary {
+            dry_run: options.dry_run,
+            ..Summary::default()
+        },
+    };
+    let orphan_cursor = match checkpoint {
+        Checkpoint::Orphans { cursor } => cursor,
+        Checkpoint::Sites | Checkpoint::SitesFrom { .. } => {
+            let from = match &checkpoint {
+                Checkpoint::SitesFrom { site } => Some(site.as_str()),
+                _ => None,
+            };
+            if let Some(stopped_at) = run.sites(from).await? {
+                run.save(Some(Checkpoint::SitesFrom { site: stopped_at })).await?;
+                tracing::info!(summary = ?run.summary, "retention run paused");
+                return Ok(run.summary);
+            }
+            None
+        }
+    };
+    match run.orphans(orphan_cursor).await? {
+        Some(cursor) => run.save(Some(Checkpoint::Orphans { cursor })).await?,
+        None => {
+            run.summary.complete = true;
+            run.save(None).await?;
+        }
+    }
+    tracing::info!(summary = ?run.summary, "retention run finished");
+    Ok(run.summary)
+}
+
+/// Handles the scheduled event: options from its input, the summary as the result.
+pub async fn handle<S>(event: Value, store: &S, clock: &dyn Clock) -> Result<Summary, JobError>
+where
+    S: SiteStore + RetentionStore + ConversationStore,
+{
+    let options = Options::from_event(&event)?;
+    run(store, clock, options).await
+}

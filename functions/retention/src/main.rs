@@ -1,0 +1,20 @@
+//! Lambda glue for `retention`: configuration and clients at cold start, then the job.
+
+use chat_core::clock::SystemClock;
+use chat_core::config::Config;
+use lambda_runtime::{LambdaEvent, service_fn};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    let (_config, _sdk, store) = Config::cold_start().await?;
+    lambda_runtime::run(service_fn(|event: LambdaEvent<serde_json::Value>| {
+        let store = &store;
+        // An error fails the invocation, so the scheduler's retry policy and dead-letter queue apply.
+        async move {
+            retention::handle(event.payload, store, &SystemClock)
+                .await
+                .map_err(|e| lambda_runtime::Error::from(e.to_string()))
+        }
+    }))
+    .await
+}

@@ -1,0 +1,426 @@
+//! GDPR: who may ask, whose data it is, and the export and erasure themselves.
+//! Shared by the `gdpr-export` and `gdpr-delete` functions (and the retention job's
+//! erasures), so every path applies the same rules.
+//!
+//! Who may ask: a site admin (agent token with the admin role, agent still
+//! active and still admin) for any visitor of their own site, found by visitor
+//! id, session id or pre-chat email; and the visitor themself with their own
+//! session token. Deleting one conversation is open to any agent of the site.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::api::frames::MessageView;
+use crate::api::json::{self, Object};
+use crate::auth::{AuthError, PresentedVisitorToken};
+use crate::clock::Timestamp;
+use crate::config::Config;
+use crate::domain::*;
+use crate::error::{ApiError, ErrorCode};
+use crate::gateway::ConnectionGateway;
+use crate::policy::{self, AUDIT_RETENTION, EMPTY_SESSION_IDLE, VISITOR_TOKEN_LIFETIME};
+use crate::storage::{
+    ConnectionStore, ConversationStore, ErasedCounts, MessageStore, SessionStore, SiteStore, StoreError, SubjectStore,
+};
+
+/// The export document's schema identifier (see docs/gdpr.md).
+pub const EXPORT_SCHEMA: &str = "eurochat.gdpr-export/1";
+
+/// An export response stays under this many bytes (API Gateway and Lambda allow 6 MB).
+pub const EXPORT_PAGE_BYTES: usize = 4 * 1024 * 1024;
+
+/// Who is asking.
+#[derive(Debug, Clone)]
+pub enum Requester {
+    /// An agent of `site`.
+    Agent {
+        /// Their site.
+        site: SiteId,
+        /// The agent.
+        agent: AgentId,
+        /// Their current role.
+        role: AgentRole,
+    },
+    /// The data subject, holding a live session of `site`.
+    Subject {
+        /// The session's site.
+        site: SiteId,
+        /// The session the token opened.
+        session: Box<Session>,
+    },
+}
+
+impl Requester {
+    /// The site the requester belongs to.
+    pub fn site(&self) -> &SiteId {
+        match self {
+            Self::Agent { site, .. } | Self::Subject { site, .. } => site,
+        }
+    }
+
+    /// The audit trail's actor.
+    pub fn actor(&self) -> Actor {
+        match self {
+            Self::Agent { agent, .. } => Actor::Agent {
+                agent_id: agent.clone(),
+            },
+            Self::Subject { .. } => Actor::Subject,
+        }
+    }
+}
+
+/// Authenticates a bearer token: an agent token, or a visitor's session token.
+pub async fn authenticate(
+    store: &(impl SiteStore + SessionStore),
+    config: &Config,
+    bearer: Option<&str>,
+    now: Timestamp,
+) -> Result<Requester, ApiError> {
+    let token = bearer.ok_or(AuthError::Invalid)?;
+    if token.starts_with("at1.") {
+        let claims = config.agent_keys.verify(token, now)?;
+        let agent = store
+            .get_agent(&claims.site, &claims.sub)
+            .await?
+            .filter(|a| a.active)
+            .ok_or(AuthError::Invalid)?;
+        Ok(Requester::Agent {
+            site: claims.site,
+            agent: agent.id,
+            role: claims.role.min(agent.role),
+        })
+    } else {
+        let presented = PresentedVisitorToken::parse(token)?;
+        let session = store
+            .get_session(presented.session_id(), now)
+            .await?
+            .ok_or(AuthError::Invalid)?;
+        presented.verify(&session.token_hash, session.token_expires_at, now)?;
+        Ok(Requester::Subject {
+            site: session.site_id.clone(),
+            session: Box::new(session),
+        })
+    }
+}
+
+/// How a request names its data subject.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SubjectRef {
+    /// The requester themself (visitor self-service).
+    Myself,
+    /// A visitor id.
+    Visitor(VisitorId),
+    /// One of the visitor's sessions.
+    Session(SessionId),
+    /// The email of a pre-chat form.
+    Email(Email),
+}
+
+/// Reads the subject from a request body: at most one of `visitorId`, `sessionId`, `email`.
+pub fn subject_ref(body: &Object) -> Result<SubjectRef, ApiError> {
+    let visitor = json::opt_str(body, "visitorId")?;
+    let session = json::opt_str(body, "sessionId")?;
+    let email = json::opt_str(body, "email")?;
+    match (visitor, session, email) {
+        (None, None, None) => Ok(SubjectRef::Myself),
+        (Some(v), None, None) => Ok(SubjectRef::Visitor(VisitorId::parse(v)?)),
+        (None, Some(s), None) => Ok(SubjectRef::Session(SessionId::parse(s)?)),
+        (None, None, Some(e)) => Ok(SubjectRef::Email(Email::parse(e)?)),
+        _ => Err(ValidationError::new("subject", "give one of visitorId, sessionId or email").into()),
+    }
+}
+
+/// Checks that `requester` may act on `subject` in `site_hint` (the body's `siteId`, if
+/// any). Visitors may only name themselves; agents must be admins of that site.
+pub fn check_access(requester: &Requester, subject: &SubjectRef, site_hint: Option<&str>) -> Result<(), ApiError> {
+    if let Some(site) = site_hint
+        && site != requester.site().as_str()
+    {
+        return Err(ApiError::new(ErrorCode::Forbidden, "not allowed for this site"));
+    }
+    match (requester, subject) {
+        (Requester::Subject { .. }, SubjectRef::Myself) => Ok(()),
+        (Requester::Subject { .. }, _) => Err(ApiError::new(
+            ErrorCode::Forbidden,
+            "visitors may only ask for their own data",
+        )),
+        (
+            Requester::Agent {
+                role: AgentRole::Admin, ..
+            },
+            SubjectRef::Myself,
+        ) => Err(ValidationError::new("subject", "give one of visitorId, sessionId or email").into()),
+        (
+            Requester::Agent {
+                role: AgentRole::Admin, ..
+            },
+            _,
+        ) => Ok(()),
+        (Requester::Agent { .. }, _) => Err(ApiError::new(ErrorCode::Forbidden, "site admins only")),
+    }
+}
+
+/// A data subject's sessions on one site (possibly none: an unknown subject and a
+/// subject of another site look the same).
+#[derive(Debug, Clone, Default)]
+pub struct Subject {
+    /// The visitor ids found.
+    pub visitor_ids: BTreeSet<VisitorId>,
+    /// Their sessions, oldest first.
+    pub sessions: Vec<Session>,
+}
+
+/// Finds the subject's sessions on the requester's site.
+pub async fn resolve(
+    store: &impl SubjectStore,
+    config: &Config,
+    requester: &Requester,
+    subject: &SubjectRef,
+) -> Result<Subject, StoreError> {
+    let site = requester.site();
+    let mut visitors: BTreeSet<VisitorId> = BTreeSet::new();
+    match subject {
+        SubjectRef::Myself => {
+            if let Requester::Subject { session, .. } = requester {
+                visitors.insert(session.visitor_id.clone());
+            }
+        }
+        SubjectRef::Visitor(v) => {
+            visitors.insert(v.clone());
+        }
+        SubjectRef::Session(id) => {
+            if let Some(s) = store.session_any(id).await?.filter(|s| s.site_id == *site) {
+                visitors.insert(s.visitor_id);
+            }
+        }
+        SubjectRef::Email(e) => {
+            let lookup = config.pseudonymizer.email_lookup(site, e);
+            for s in store.sessions_by_email(site, &lookup).await? {
+                visitors.insert(s.visitor_id);
+            }
+        }
+    }
+    let mut sessions = Vec::new();
+    for v in &visitors {
+        sessions.extend(store.sessions_of_visitor(site, v).await?);
+    }
+    sessions.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+    sessions.dedup_by(|a, b| a.id == b.id);
+    let visitor_ids = if sessions.is_empty() { BTreeSet::new() } else { visitors };
+    Ok(Subject { visitor_ids, sessions })
+}
+
+/// Erases sessions: closes their visitors' live connections first (so nothing more
+/// flows), then erases each partition. Fails, never half-reports, if any erasure
+/// fails; a rerun finishes the job and counts only what it removed.
+pub async fn erase_sessions(
+    store: &(impl ConnectionStore + ConversationStore),
+    gateway: &dyn ConnectionGateway,
+    sessions: &[Session],
+    now: Timestamp,
+) -> Result<ErasedCounts, StoreError> {
+    let mut counts = ErasedCounts::default();
+    for s in sessions {
+        for c in store.conversation_connections(&s.id, now).await? {
+            if matches!(c.principal, Principal::Visitor { .. })
+                && let Err(e) = gateway.close(&c.id).await
+            {
+                tracing::warn!(error = %e, "could not close an erased visitor's connection");
+            }
+        }
+        counts.merge(store.erase_session(&s.id).await?);
+    }
+    Ok(counts)
+}
+
+/// A time-ordered unique id for an audit record.
+pub fn audit_id(now: Timestamp) -> String {
+    let r: [u8; 8] = crate::auth::random_bytes();
+    format!(
+        "{}-{}",
+        crate::storage::keys::ts(now),
+        r.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    )
+}
+
+/// The audit record of a GDPR action on `subject` (no personal data: a keyed hash).
+pub fn audit_record(
+    config: &Config,
+    requester: &Requester,
+    action: AuditAction,
+    subject: &Subject,
+    counts: BTreeMap<String, u64>,
+    now: Timestamp,
+) -> AuditRecord {
+    let site = requester.site().clone();
+    let ids: Vec<&str> = subject.visitor_ids.iter().map(VisitorId::as_str).collect();
+    AuditRecord {
+        id: audit_id(now),
+        subject_hash: (!ids.is_empty()).then(|| config.pseudonymizer.subject(&site, &ids.join(","))),
+        site_id: site,
+        action,
+        actor: requester.actor(),
+        counts,
+        at: now,
+        expires_at: now.plus(AUDIT_RETENTION),
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Kept {
+    until: String,
+    rule: &'static str,
+}
+
+fn kept(until: Timestamp, rule: &'static str) -> Kept {
+    Kept {
+        until: until.to_rfc3339(),
+        rule,
+    }
+}
+
+/// Where an export page resumes: a session of the subject and the last message sent.
+fn encode_cursor(session: &SessionId, after: u64) -> String {
+    B64.encode(json!({ "s": session.as_str(), "a": after }).to_string())
+}
+
+fn decode_cursor(cursor: &str, subject: &Subject) -> Result<(usize, u64), ApiError> {
+    let bad = || ApiError {
+        field: Some("cursor"),
+        ..ApiError::new(ErrorCode::InvalidRequest, "invalid cursor")
+    };
+    let raw = B64.decode(cursor).map_err(|_| bad())?;
+    let v: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
+    let (Some(s), Some(a)) = (v["s"].as_str(), v["a"].as_u64()) else {
+        return Err(bad());
+    };
+    // A cursor only works for the subject it was issued for.
+    let index = subject
+        .sessions
+        .iter()
+        .position(|x| x.id.as_str() == s)
+        .ok_or_else(bad)?;
+    Ok((index, a))
+}
+
+/// One page of a subject's export (see docs/gdpr.md for the schema). Pages end
+/// under [`EXPORT_PAGE_BYTES`]; `next` continues.
+pub async fn export_page(
+    store: &impl MessageStore,
+    site: &Site,
+    subject: &Subject,
+    cursor: Option<&str>,
+    now: Timestamp,
+    page_bytes: usize,
+) -> Result<Value, ApiError> {
+    let (mut index, mut after) = match cursor {
+        Some(c) => decode_cursor(c, subject)?,
+        None => (0, 0),
+    };
+    let mut budget = page_bytes;
+    let mut sessions_out = Vec::new();
+    let mut next = None;
+    'sessions: while index < subject.sessions.len() {
+        let s = &subject.sessions[index];
+        let mut entry = serde_json::Map::new();
+        entry.insert("sessionId".into(), s.id.as_str().into());
+        if after == 0 {
+            entry.extend(session_details(s, site, now));
+        }
+        let mut messages = Vec::new();
+        loop {
+            let page = store.list_messages(&s.id, after, 100).await?;
+            for m in &page.messages {
+                let view = MessageView::from(m);
+                let v = json!({"seq": view.seq, "role": view.role, "authorId": view.author_id, "text": view.text, "createdAt": m.created_at.to_rfc3339()});
+                let size = v.to_string().len() + 1;
+                if size > budget && !(messages.is_empty() && sessions_out.is_empty()) {
+                    entry.insert("messages".into(), Value::Array(messages));
+                    entry.insert("messagesComplete".into(), false.into());
+                    sessions_out.push(Value::Object(entry));
+                    next = Some(encode_cursor(&s.id, after));
+                    break 'sessions;
+                }
+                budget = budget.saturating_sub(size);
+                after = m.seq;
+                messages.push(v);
+            }
+            if !page.has_more {
+                break;
+            }
+        }
+        entry.insert("messages".into(), Value::Array(messages));
+        entry.insert("messagesComplete".into(), true.into());
+        sessions_out.push(Value::Object(entry));
+        index += 1;
+        after = 0;
+    }
+    Ok(json!({
+        "schema": EXPORT_SCHEMA,
+        "generatedAt": now.to_rfc3339(),
+        "site": { "id": site.id, "name": site.name },
+        "subject": { "visitorIds": subject.visitor_ids, "sessionCount": subject.sessions.len() },
+        "retention": {
+            "emptySession": format!("deleted {} minutes after the last access", EMPTY_SESSION_IDLE.as_secs() / 60),
+            "conversation": format!("deleted {} days after the last message (or earlier by an agent)", site.retention.conversation_days),
+            "ipAddress": format!("stored as '{}', deleted {} days after it was recorded, or with its session",
+                serde_json::to_value(site.retention.ip_policy).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default(),
+                site.retention.ip_retention_days),
+            "visitorToken": format!("valid {} days after it was issued or last renewed; only a hash is stored", VISITOR_TOKEN_LIFETIME.as_secs() / 86_400),
+            "messages": "kept with their conversation",
+            "preChatForm": "kept with its session",
+            "auditRecords": format!("GDPR actions are recorded for {} years without personal data (a keyed hash of your visitor id)", AUDIT_RETENTION.as_secs() / (365 * 86_400)),
+        },
+        "sessions": sessions_out,
+        "next": next,
+    }))
+}
+
+fn session_details(s: &Session, site: &Site, now: Timestamp) -> serde_json::Map<String, Value> {
+    let mut m = serde_json::Map::new();
+    m.insert("visitorId".into(), s.visitor_id.as_str().into());
+    m.insert("createdAt".into(), s.created_at.to_rfc3339().into());
+    m.insert("lastAccessAt".into(), s.last_access_at.to_rfc3339().into());
+    m.insert(
+        "lastMessageAt".into(),
+        s.last_activity_at.map(Timestamp::to_rfc3339).into(),
+    );
+    m.insert("status".into(), json!(s.status));
+    m.insert("messageCount".into(), s.last_seq.into());
+    let rule = if s.is_conversation() {
+        "conversation: retention days after the last message"
+    } else {
+        "empty session: 30 minutes after the last access"
+    };
+    m.insert("kept".into(), json!(kept(s.expires_at, rule)));
+    // Data past its expiry is still listed until it is physically removed, and says so.
+    m.insert("pendingDeletion".into(), (!policy::is_live(s.expires_at, now)).into());
+    m.insert(
+        "visitorToken".into(),
+        json!({ "expiresAt": s.token_expires_at.to_rfc3339(), "stored": "SHA-256 hash only" }),
+    );
+    let ip = s.ip.as_ref().map(|ip| {
+        let until = ip.recorded_at.plus(policy::days(site.retention.ip_retention_days)).min(s.expires_at);
+        json!({ "address": ip.address, "recordedAt": ip.recorded_at.to_rfc3339(), "kept": kept(until, "site IP retention, or with the session") })
+    });
+    m.insert("technical".into(), json!({ "ip": ip, "userAgent": s.user_agent }));
+    let prechat = s.prechat.as_ref().map(|p| {
+        json!({
+            "name": p.name.as_ref().map(PersonName::as_str),
+            "email": p.email.as_ref().map(Email::as_str),
+            "consent": { "purpose": p.consent.purpose, "policyVersion": p.consent.policy_version, "givenAt": p.consent.given_at.to_rfc3339() },
+            "kept": kept(s.expires_at, "with the session"),
+        })
+    });
+    m.insert("preChatForm".into(), prechat.unwrap_or(Value::Null));
+    m.insert(
+        "readMarkers".into(),
+        json!({ "visitor": s.visitor_read_seq, "agents": s.agent_read_seq }),
+    );
+    m
+}

@@ -1,0 +1,553 @@
+//! GDPR export and erasure, and the retention job (issue 4), as flows through the
+//! real handlers; each is a test for both stores via [`gdpr_suite!`](crate::gdpr_suite).
+
+use std::time::Duration;
+
+use chat_core::domain::{AgentRole, SessionId, SiteId};
+use chat_core::policy;
+use chat_core::storage::{AuditStore, MessageStore, RetentionStore, SessionStore, SiteStore, SubjectStore};
+use serde_json::{Value, json};
+
+use crate::backends::Backend;
+use crate::chat::*;
+
+/// Generates one `#[tokio::test]` per GDPR flow for the backend built by `$make`.
+#[macro_export]
+macro_rules! gdpr_suite {
+    ($make:expr) => {
+        $crate::gdpr_suite!(@cases $make;
+            export_of_an_empty_subject,
+            export_holds_everything_with_its_retention,
+            export_of_a_large_subject_pages_without_loss,
+            admins_find_subjects_by_visitor_session_or_email,
+            erasure_removes_everything_and_closes_connections,
+            erasing_twice_reports_zero,
+            visitors_export_and_erase_themselves,
+            unauthorized_and_cross_site_requests_reveal_nothing,
+            agents_delete_one_conversation_over_http,
+            retention_dry_run_changes_nothing_then_real_run_does,
+            retention_enforces_a_shortened_policy,
+            retention_removes_orphans_left_by_ttl,
+            retention_work_is_bounded_and_resumes_from_its_checkpoint,
+            bad_retention_input_fails_loudly,
+        );
+    };
+    (@cases $make:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let chat = $crate::chat::Chat::new($make).await;
+                $crate::gdpr_flows::$case(&chat).await;
+            }
+        )*
+    };
+}
+
+const PAGE: usize = 4 * 1024 * 1024;
+
+fn admin<B: Backend>(c: &Chat<B>) -> String {
+    c.agent_token(SITE, "alice", AgentRole::Admin)
+}
+
+/// A visitor who chatted, with a pre-chat form; returns the visitor.
+async fn chatty_visitor<B: Backend>(c: &Chat<B>, conn: &str, email: &str, messages: usize) -> Visitor {
+    let consent = json!({"purpose": "support-follow-up", "policyVersion": "2026-01"});
+    let r = c
+        .post_session(
+            &json!({"siteId": SITE, "prechat": {"name": "Grace Hopper", "email": email, "consent": consent}}),
+            &[],
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 201);
+    let v = Visitor {
+        token: r.body["token"].as_str().unwrap().to_owned(),
+        session_id: r.body["sessionId"].as_str().unwrap().to_owned(),
+        visitor_id: r.body["visitorId"].as_str().unwrap().to_owned(),
+    };
+    assert_eq!(c.connect(conn, &v.token).await, 200);
+    for i in 0..messages {
+        c.send(conn, json!({"action": "sendMessage", "clientMsgId": format!("m{i}"), "text": format!("private note {i} of {email}")})).await;
+    }
+    v
+}
+
+/// GIVEN nobody by that id WHEN an admin exports THEN an empty, well-formed document.
+pub async fn export_of_an_empty_subject<B: Backend>(c: &Chat<B>) {
+    let r = c
+        .export(
+            Some(&admin(c)),
+            &json!({"visitorId": chat_core::domain::VisitorId::generate().to_string()}),
+            PAGE,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["schema"], "eurochat.gdpr-export/1");
+    assert_eq!(r.body["sessions"], json!([]));
+    assert_eq!(r.body["subject"]["sessionCount"], 0);
+    assert_eq!(r.body["next"], Value::Null);
+}
+
+/// GIVEN a visitor with a form, IP, user agent and messages WHEN exported THEN every one of
+/// them is in the document, each with how long it is kept and until when.
+pub async fn export_holds_everything_with_its_retention<B: Backend>(c: &Chat<B>) {
+    let v = chatty_visitor(c, "V1=", "grace@example.org", 3).await;
+    let r = c
+        .export(Some(&admin(c)), &json!({"visitorId": v.visitor_id}), PAGE)
+        .await;
+    assert_eq!(r.status, 200);
+    let s = &r.body["sessions"][0];
+    assert_eq!(s["sessionId"], v.session_id.as_str());
+    assert_eq!(s["preChatForm"]["name"], "Grace Hopper");
+    assert_eq!(s["preChatForm"]["email"], "grace@example.org");
+    assert_eq!(s["preChatForm"]["consent"]["purpose"], "support-follow-up");
+    assert_eq!(s["technical"]["ip"]["address"], "203.0.113.0/24");
+    assert!(s["technical"]["ip"]["kept"]["until"].is_string());
+    assert!(s["technical"]["userAgent"].as_str().unwrap().starts_with("Mozilla"));
+    assert!(s["kept"]["until"].is_string() && s["kept"]["rule"].as_str().unwrap().contains("conversation"));
+    assert_eq!(s["messages"].as_array().unwrap().len(), 3);
+    assert_eq!(s["messages"][2]["text"], "private note 2 of grace@example.org");
+    assert_eq!(s["messagesComplete"], true);
+    for kind in [
+        "emptySession",
+        "conversation",
+        "ipAddress",
+        "visitorToken",
+        "messages",
+        "preChatForm",
+        "auditRecords",
+    ] {
+        assert!(r.body["retention"][kind].is_string(), "retention of {kind}");
+    }
+    let audit = c
+        .backend
+        .store()
+        .list_audit(&SiteId::parse(SITE).unwrap(), None, 10, c.now())
+        .await
+        .unwrap();
+    assert_eq!(audit.items.len(), 1, "the export is audited");
+    assert!(!serde_json::to_string(&audit.items[0]).unwrap().contains(&v.visitor_id));
+}
+
+/// GIVEN a subject with thousands of messages WHEN exported in small pages THEN following
+/// `next` yields every message once, in order, and each page stays within its size.
+///
+/// moto's cost per request grows with the data it holds, so seeding thousands of messages
+/// through its API is quadratic (minutes); the DynamoDB run uses 300 messages and smaller
+/// pages, which exercises the same paging code over several pages.
+pub async fn export_of_a_large_subject_pages_without_loss<B: Backend>(c: &Chat<B>) {
+    let (count, page_bytes) = if c.backend.name() == "memory" {
+        (5000u64, 64 * 1024)
+    } else {
+        (300, 12 * 1024)
+    };
+    let v = c.visitor().await;
+    let sid = SessionId::parse(&v.session_id).unwrap();
+    let session = c.backend.store().get_session(&sid, c.now()).await.unwrap().unwrap();
+    for i in 0..count {
+        let text = format!("message {i}: {}", "lorem ipsum ".repeat(8));
+        c.backend
+            .store()
+            .append_message(
+                &crate::fixtures::visitor_msg(&session, &format!("m{i}"), &text),
+                c.now(),
+                None,
+            )
+            .await
+            .unwrap();
+    }
+    let second = c.visitor().await;
+    let token = admin(c);
+    let (mut seqs, mut pages, mut cursor) = (Vec::new(), 0, Value::Null);
+    loop {
+        let body = json!({"sessionId": v.session_id, "cursor": cursor});
+        let r = c.export(Some(&token), &body, page_bytes).await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        assert!(r.body.to_string().len() < page_bytes + 4096, "page within its budget");
+        pages += 1;
+        for s in r.body["sessions"].as_array().unwrap() {
+            if s["sessionId"] == v.session_id.as_str() {
+                seqs.extend(
+                    s["messages"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|m| m["seq"].as_u64().unwrap()),
+                );
+            }
+        }
+        cursor = r.body["next"].clone();
+        if cursor.is_null() {
+            break;
+        }
+    }
+    assert!(pages >= 3, "{pages} pages");
+    assert_eq!(seqs, (1..=count).collect::<Vec<_>>());
+    let other = c
+        .export(
+            Some(&token),
+            &json!({"visitorId": second.visitor_id, "cursor": "eyJzIjoic2VzX3giLCJhIjoxfQ"}),
+            PAGE,
+        )
+        .await;
+    assert_eq!(
+        (other.status, other.body["error"]["field"].as_str()),
+        (400, Some("cursor")),
+        "a cursor only works for its subject"
+    );
+}
+
+/// GIVEN a visitor WHEN an admin names them by visitor id, session id or email THEN the
+/// same subject is found.
+pub async fn admins_find_subjects_by_visitor_session_or_email<B: Backend>(c: &Chat<B>) {
+    let v = chatty_visitor(c, "V1=", "Ada@Example.org", 1).await;
+    let _other = chatty_visitor(c, "V2=", "someone@example.org", 1).await;
+    let token = admin(c);
+    for body in [
+        json!({"visitorId": v.visitor_id}),
+        json!({"sessionId": v.session_id}),
+        json!({"email": "ada@example.org"}),
+    ] {
+        let r = c.export(Some(&token), &body, PAGE).await;
+        assert_eq!(r.status, 200);
+        let ids: Vec<&str> = r.body["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["sessionId"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, vec![v.session_id.as_str()], "{body}");
+    }
+    let r = c
+        .export(
+            Some(&token),
+            &json!({"visitorId": v.visitor_id, "email": "ada@example.org"}),
+            PAGE,
+        )
+        .await;
+    assert_eq!((r.status, r.body["error"]["field"].as_str()), (400, Some("subject")));
+}
+
+/// GIVEN a visitor with two conversations and a live connection WHEN an admin erases them
+/// THEN every item is gone, the connection is closed, an export is empty, and others stay.
+pub async fn erasure_removes_everything_and_closes_connections<B: Backend>(c: &Chat<B>) {
+    let v = chatty_visitor(c, "V1=", "erase.me@example.org", 4).await;
+    // A second session of the same visitor (e.g. an older one).
+    let v_id = chat_core::domain::VisitorId::parse(&v.visitor_id).unwrap();
+    let site = c
+        .backend
+        .store()
+        .get_site(&SiteId::parse(SITE).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let older = crate::fixtures::session_of(&site, &v_id, c.now());
+    c.backend.store().create_session(&older).await.unwrap();
+    c.backend
+        .store()
+        .append_message(&crate::fixtures::visitor_msg(&older, "o1", "old words"), c.now(), None)
+        .await
+        .unwrap();
+    let keep = chatty_visitor(c, "K1=", "keep@example.org", 2).await;
+    let r = c
+        .erase(Some(&admin(c)), &json!({"email": "erase.me@example.org"}))
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["erased"]["session"], 2);
+    assert_eq!(r.body["erased"]["message"], 5);
+    assert!(
+        c.gateway
+            .closed()
+            .contains(&chat_core::domain::ConnectionId::parse("V1=").unwrap())
+    );
+    let after = c
+        .export(Some(&admin(c)), &json!({"visitorId": v.visitor_id}), PAGE)
+        .await;
+    assert_eq!(after.body["sessions"], json!([]), "export after erase is empty");
+    assert!(
+        c.backend
+            .store()
+            .sessions_by_email(
+                &site.id,
+                &c.config.pseudonymizer.email_lookup(
+                    &site.id,
+                    &chat_core::domain::Email::parse("erase.me@example.org").unwrap()
+                )
+            )
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let (stored, sent) = (c.stored().await, c.gateway.sent().len());
+    c.send(
+        "V1=",
+        json!({"action": "sendMessage", "clientMsgId": "x", "text": "still here?"}),
+    )
+    .await;
+    assert_eq!(
+        (c.stored().await, c.gateway.sent().len()),
+        (stored, sent),
+        "nothing more flows"
+    );
+    let kept = c
+        .export(Some(&admin(c)), &json!({"visitorId": keep.visitor_id}), PAGE)
+        .await;
+    assert_eq!(kept.body["sessions"][0]["messages"].as_array().unwrap().len(), 2);
+    let audit = c.backend.store().list_audit(&site.id, None, 10, c.now()).await.unwrap();
+    let erase = audit
+        .items
+        .iter()
+        .find(|a| a.action == chat_core::domain::AuditAction::GdprErase)
+        .expect("erasure audited");
+    assert_eq!(erase.counts.get("session"), Some(&2));
+    assert_eq!(erase.subject_hash.as_ref().map(String::len), Some(64));
+}
+
+/// GIVEN an erased subject WHEN the erasure runs again THEN it succeeds and reports zero.
+pub async fn erasing_twice_reports_zero<B: Backend>(c: &Chat<B>) {
+    let v = chatty_visitor(c, "V1=", "twice@example.org", 2).await;
+    let token = admin(c);
+    assert!(
+        c.erase(Some(&token), &json!({"visitorId": v.visitor_id})).await.body["total"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+    let again = c.erase(Some(&token), &json!({"visitorId": v.visitor_id})).await;
+    assert_eq!((again.status, again.body["total"].as_u64()), (200, Some(0)));
+}
+
+/// GIVEN a visitor with their token WHEN they export and then erase themselves THEN they get
+/// their own data, then it is gone and their token with it.
+pub async fn visitors_export_and_erase_themselves<B: Backend>(c: &Chat<B>) {
+    let v = chatty_visitor(c, "V1=", "self@example.org", 2).await;
+    let mine = c.export(Some(&v.token), &json!({}), PAGE).await;
+    assert_eq!(mine.status, 200);
+    assert_eq!(mine.body["sessions"][0]["sessionId"], v.session_id.as_str());
+    let erased = c.erase(Some(&v.token), &json!({})).await;
+    assert_eq!(erased.status, 200);
+    assert_eq!(erased.body["erased"]["message"], 2);
+    let again = c.export(Some(&v.token), &json!({}), PAGE).await;
+    assert_eq!(again.status, 401, "the token went with the session");
+}
+
+/// GIVEN data on acme WHEN asked without a token, with garbage, by a visitor for someone
+/// else, by a non-admin agent, or by globex's admin THEN a clear error or an empty answer,
+/// nothing revealed and nothing changed.
+pub async fn unauthorized_and_cross_site_requests_reveal_nothing<B: Backend>(c: &Chat<B>) {
+    let v = chatty_visitor(c, "V1=", "victim@example.org", 2).await;
+    let other = c.visitor().await;
+    let before = c.stored().await;
+    let subject = json!({"visitorId": v.visitor_id});
+    let bob = c.agent_token(SITE, "bob", AgentRole::Agent);
+    let eve = c.agent_token(OTHER_SITE, "eve", AgentRole::Admin);
+    for (bearer, body, status, code) in [
+        (None, subject.clone(), 401, "unauthorized"),
+        (Some("garbage"), subject.clone(), 401, "unauthorized"),
+        (Some(other.token.as_str()), subject.clone(), 403, "forbidden"),
+        (Some(bob.as_str()), subject.clone(), 403, "forbidden"),
+        (
+            Some(eve.as_str()),
+            json!({"visitorId": v.visitor_id, "siteId": SITE}),
+            403,
+            "forbidden",
+        ),
+    ] {
+        for r in [c.export(bearer, &body, PAGE).await, c.erase(bearer, &body).await] {
+            assert_eq!(
+                (r.status, r.body["error"]["code"].as_str()),
+                (status, Some(code)),
+                "{bearer:?} {body}"
+            );
+        }
+    }
+    // Globex's admin naming acme's visitor, session or email finds nothing there.
+    for body in [
+        subject.clone(),
+        json!({"sessionId": v.session_id}),
+        json!({"email": "victim@example.org"}),
+    ] {
+        let r = c.export(Some(&eve), &body, PAGE).await;
+        assert_eq!((r.status, &r.body["sessions"]), (200, &json!([])), "{body}");
+        let r = c.erase(Some(&eve), &body).await;
+        assert_eq!((r.status, r.body["total"].as_u64()), (200, Some(0)), "{body}");
+    }
+    let mut after = c.stored().await;
+    after.remove("audit");
+    let mut before = before;
+    before.remove("audit");
+    assert_eq!(after, before, "nothing of acme changed");
+}
+
+/// GIVEN two conversations WHEN a (non-admin) agent deletes one over HTTP THEN only that one
+/// is gone; a visitor may not use this scope.
+pub async fn agents_delete_one_conversation_over_http<B: Backend>(c: &Chat<B>) {
+    let a = chatty_visitor(c, "VA=", "a@example.org", 2).await;
+    let b = chatty_visitor(c, "VB=", "b@example.org", 2).await;
+    let bob = c.agent_token(SITE, "bob", AgentRole::Agent);
+    let r = c
+        .erase(
+            Some(&a.token),
+            &json!({"scope": "conversation", "sessionId": a.session_id}),
+        )
+        .await;
+    assert_eq!(r.status, 403);
+    let r = c
+        .erase(Some(&bob), &json!({"scope": "conversation", "sessionId": a.session_id}))
+        .await;
+    assert_eq!((r.status, r.body["erased"]["session"].as_u64()), (200, Some(1)));
+    assert!(
+        c.backend
+            .store()
+            .session_any(&SessionId::parse(&a.session_id).unwrap())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        c.backend
+            .store()
+            .session_any(&SessionId::parse(&b.session_id).unwrap())
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let r = c.erase(Some(&bob), &json!({"scope": "everything"})).await;
+    assert_eq!((r.status, r.body["error"]["field"].as_str()), (400, Some("scope")));
+}
+
+/// GIVEN IPs older than the site's 30-day IP retention WHEN the job runs dry THEN it reports
+/// them and changes nothing; WHEN it runs for real THEN they are removed.
+pub async fn retention_dry_run_changes_nothing_then_real_run_does<B: Backend>(c: &Chat<B>) {
+    let v = chatty_visitor(c, "V1=", "ip@example.org", 1).await;
+    let sid = SessionId::parse(&v.session_id).unwrap();
+    c.advance(policy::days(31));
+    let before = c.stored().await;
+    let dry = c.retention(json!({"detail": {"dryRun": true}})).await;
+    assert_eq!(
+        (dry.dry_run, dry.ips_removed, dry.conversations_erased, dry.complete),
+        (true, 1, 0, true)
+    );
+    assert_eq!(c.stored().await, before);
+    assert!(
+        c.backend.store().session_any(&sid).await.unwrap().unwrap().ip.is_some(),
+        "dry run kept the IP"
+    );
+    let real = c.retention(json!({})).await;
+    assert_eq!((real.dry_run, real.ips_removed, real.complete), (false, 1, true));
+    let s = c.backend.store().session_any(&sid).await.unwrap().unwrap();
+    assert!(s.ip.is_none() && s.user_agent.is_some(), "only the IP went");
+    assert_eq!(c.retention(json!({})).await.ips_removed, 0, "nothing left to do");
+}
+
+/// GIVEN a conversation idle 20 days under a 365-day retention WHEN the site shortens
+/// retention to 10 days THEN the next run erases it, though its TTL is months away.
+pub async fn retention_enforces_a_shortened_policy<B: Backend>(c: &Chat<B>) {
+    let old = chatty_visitor(c, "V1=", "old@example.org", 2).await;
+    c.advance(policy::days(20));
+    let fresh = chatty_visitor(c, "V2=", "fresh@example.org", 1).await;
+    assert_eq!(c.retention(json!({})).await.conversations_erased, 0);
+    let mut site = c
+        .backend
+        .store()
+        .get_site(&SiteId::parse(SITE).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    site.retention.conversation_days = 10;
+    c.backend.store().put_site(&site).await.unwrap();
+    let run = c.retention(json!({})).await;
+    assert_eq!(run.conversations_erased, 1);
+    assert!(run.items_erased >= 5, "session, messages, retry records: {run:?}");
+    assert!(
+        c.backend
+            .store()
+            .session_any(&SessionId::parse(&old.session_id).unwrap())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        c.backend
+            .store()
+            .session_any(&SessionId::parse(&fresh.session_id).unwrap())
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
+
+/// GIVEN a conversation whose session item the TTL sweeper removed WHEN the job runs THEN
+/// its leftover messages and retry records are deleted.
+pub async fn retention_removes_orphans_left_by_ttl<B: Backend>(c: &Chat<B>) {
+    let mut site = c
+        .backend
+        .store()
+        .get_site(&SiteId::parse(SITE).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    site.retention.conversation_days = 1;
+    c.backend.store().put_site(&site).await.unwrap();
+    let v = chatty_visitor(c, "V1=", "orphan@example.org", 3).await;
+    c.advance(policy::days(2));
+    c.backend.ttl_sweep(c.now()).await;
+    assert_eq!(c.stored().await.get("session"), None);
+    assert_eq!(c.stored().await.get("message"), Some(&3), "TTL does not cascade");
+    let run = c.retention(json!({})).await;
+    assert_eq!(run.orphans_deleted, 6, "3 messages and 3 retry records");
+    assert_eq!(c.stored().await.get("message"), None);
+    let _ = v;
+}
+
+/// GIVEN more work than one run's budget WHEN runs repeat THEN each stops at its budget with
+/// a checkpoint, the next continues, and the last completes and clears the checkpoint.
+pub async fn retention_work_is_bounded_and_resumes_from_its_checkpoint<B: Backend>(c: &Chat<B>) {
+    for i in 0..5 {
+        chatty_visitor(c, &format!("V{i}="), &format!("v{i}@example.org"), 1).await;
+    }
+    c.advance(policy::days(31));
+    let mut total = 0;
+    let mut runs = 0;
+    loop {
+        let run = c.retention(json!({"budget": 2})).await;
+        runs += 1;
+        assert!(run.budget_used <= 2, "{run:?}");
+        total += run.ips_removed;
+        if run.complete {
+            break;
+        }
+        assert!(
+            c.backend
+                .store()
+                .get_checkpoint(retention::JOB)
+                .await
+                .unwrap()
+                .is_some(),
+            "paused with a checkpoint"
+        );
+        assert!(runs < 20, "runs make progress");
+    }
+    assert_eq!(total, 5);
+    assert!(runs >= 3, "the work took several bounded runs: {runs}");
+    assert_eq!(
+        c.backend.store().get_checkpoint(retention::JOB).await.unwrap(),
+        None,
+        "a complete run clears it"
+    );
+}
+
+/// GIVEN a schedule input with a bad option WHEN the job runs THEN it fails with a message.
+pub async fn bad_retention_input_fails_loudly<B: Backend>(c: &Chat<B>) {
+    for bad in [
+        json!({"dryRun": "yes"}),
+        json!({"budget": 0}),
+        json!({"detail": {"budget": "many"}}),
+    ] {
+        let err = retention::handle(bad.clone(), c.backend.store(), &c.clock)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().starts_with("invalid job input"), "{bad}: {err}");
+    }
+    let _ = Duration::ZERO;
+}
