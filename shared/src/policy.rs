@@ -195,28 +195,27 @@ mod tests {
     use crate::domain::*;
 
     fn session(last_access: i64, last_activity: Option<i64>, last_seq: u64) -> Session {
-        Session {
-            id: SessionId::generate(),
-            site_id: SiteId::parse("acme").unwrap(),
-            visitor_id: VisitorId::generate(),
-            token_hash: String::new(),
-            token_expires_at: Timestamp::from_secs(0),
+        let mut site = crate::domain::Site {
+            id: SiteId::parse("acme").unwrap(),
+            name: "acme".into(),
+            allowed_origins: vec![],
+            retention: RetentionPolicy::default(),
+            agent_ip_allowlist: None,
             created_at: Timestamp::from_secs(0),
-            last_access_at: Timestamp::from_secs(last_access),
-            last_activity_at: last_activity.map(Timestamp::from_secs),
-            last_seq,
-            retention_days: 7,
-            status: ConversationStatus::Open,
-            ip: None,
-            user_agent: None,
-            prechat: None,
-            email_lookup: None,
-            visitor_read_seq: 0,
-            agent_read_seq: 0,
-            rate_window_start: Timestamp::from_secs(0),
-            rate_count: 0,
-            expires_at: Timestamp::from_secs(0),
-        }
+            updated_at: Timestamp::from_secs(0),
+        };
+        site.retention.conversation_days = 7;
+        let mut s = Session::start(
+            SessionId::generate(),
+            &site,
+            VisitorId::generate(),
+            String::new(),
+            Timestamp::from_secs(0),
+        );
+        s.last_access_at = Timestamp::from_secs(last_access);
+        s.last_activity_at = last_activity.map(Timestamp::from_secs);
+        s.last_seq = last_seq;
+        s
     }
 
     #[test]

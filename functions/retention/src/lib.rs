@@ -102,6 +102,15 @@ enum Checkpoint {
     Orphans { cursor: Option<String> },
 }
 
+/// The two per-site passes of the job.
+#[derive(Debug, Clone, Copy)]
+enum Pass {
+    /// Conversations idle longer than the site's current retention.
+    Conversations,
+    /// IPs older than the site's IP retention.
+    Ips,
+}
+
 struct Run<'a, S> {
     store: &'a S,
     options: Options,
@@ -124,6 +133,24 @@ impl<S: SiteStore + RetentionStore + ConversationStore> Run<'_, S> {
         self.store.put_checkpoint(JOB, value.as_deref()).await
     }
 
+    /// Erases a conversation or removes an IP (or, in a dry run, counts it).
+    async fn act(&mut self, pass: Pass, s: &chat_core::domain::Session) -> Result<(), StoreError> {
+        match pass {
+            Pass::Conversations => {
+                self.summary.conversations_erased += 1;
+                if !self.options.dry_run {
+                    self.summary.items_erased += self.store.erase_session(&s.id).await?.total();
+                }
+            }
+            Pass::Ips => {
+                if self.options.dry_run || self.store.remove_ip(&s.id).await? {
+                    self.summary.ips_removed += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The site pass from `from` on; `Some(site)` if the budget ran out at `site`.
     async fn sites(&mut self, from: Option<&str>) -> Result<Option<String>, StoreError> {
         let mut cursor: Option<String> = None;
@@ -135,47 +162,43 @@ impl<S: SiteStore + RetentionStore + ConversationStore> Run<'_, S> {
                 .filter(|s| from.is_none_or(|f| s.id.as_str() >= f))
             {
                 self.summary.sites += 1;
-                let conv_cutoff = self.now.minus(policy::days(site.retention.conversation_days));
-                let mut c: Option<String> = None;
-                loop {
-                    if self.left == 0 {
-                        return Ok(Some(site.id.to_string()));
-                    }
-                    let p = self
-                        .store
-                        .conversations_inactive_before(&site.id, conv_cutoff, c.as_deref(), self.left.min(100))
-                        .await?;
-                    self.spend(p.items.len() as u32);
-                    for s in &p.items {
-                        self.summary.conversations_erased += 1;
-                        if !self.options.dry_run {
-                            self.summary.items_erased += self.store.erase_session(&s.id).await?.total();
+                let passes = [
+                    (
+                        Pass::Conversations,
+                        self.now.minus(policy::days(site.retention.conversation_days)),
+                    ),
+                    (
+                        Pass::Ips,
+                        self.now.minus(policy::days(site.retention.ip_retention_days)),
+                    ),
+                ];
+                for (pass, cutoff) in passes {
+                    let mut c: Option<String> = None;
+                    loop {
+                        if self.left == 0 {
+                            return Ok(Some(site.id.to_string()));
                         }
-                    }
-                    match p.next {
-                        Some(n) => c = Some(n),
-                        None => break,
-                    }
-                }
-                let ip_cutoff = self.now.minus(policy::days(site.retention.ip_retention_days));
-                let mut c: Option<String> = None;
-                loop {
-                    if self.left == 0 {
-                        return Ok(Some(site.id.to_string()));
-                    }
-                    let p = self
-                        .store
-                        .sessions_with_ip_before(&site.id, ip_cutoff, c.as_deref(), self.left.min(100))
-                        .await?;
-                    self.spend(p.items.len() as u32);
-                    for s in &p.items {
-                        if self.options.dry_run || self.store.remove_ip(&s.id).await? {
-                            self.summary.ips_removed += 1;
+                        let limit = self.left.min(100);
+                        let p = match pass {
+                            Pass::Conversations => {
+                                self.store
+                                    .conversations_inactive_before(&site.id, cutoff, c.as_deref(), limit)
+                                    .await?
+                            }
+                            Pass::Ips => {
+                                self.store
+                                    .sessions_with_ip_before(&site.id, cutoff, c.as_deref(), limit)
+                                    .await?
+                            }
+                        };
+                        self.spend(p.items.len() as u32);
+                        for s in &p.items {
+                            self.act(pass, s).await?;
                         }
-                    }
-                    match p.next {
-                        Some(n) => c = Some(n),
-                        None => break,
+                        match p.next {
+                            Some(n) => c = Some(n),
+                            None => break,
+                        }
                     }
                 }
             }
