@@ -255,6 +255,15 @@ async fn handler_flow<B: Backend>(backend: B) -> (eurochat_tests::chat::Chat<B>,
         .await;
     chat.post_session(&json!({"siteId": "acme", "token": format!("{token}x")}), &[], &[])
         .await;
+    // GDPR and retention paths log too.
+    chat.export(Some(&agent), &json!({"email": EMAIL}), 4 * 1024 * 1024)
+        .await;
+    chat.export(Some(&token), &json!({}), 4 * 1024 * 1024).await;
+    chat.export(Some(&token), &json!({"visitorId": visitor_id}), 4 * 1024 * 1024)
+        .await;
+    chat.retention(json!({"dryRun": true})).await;
+    chat.erase(Some(&agent), &json!({"sessionId": session_id})).await;
+    chat.retention(json!({})).await;
     chat.disconnect("V1=").await;
     let secrets = Secrets(vec![
         TEXT.into(),
