@@ -330,7 +330,15 @@ pub async fn export_page(
         let mut entry = serde_json::Map::new();
         entry.insert("sessionId".into(), s.id.as_str().into());
         if after == 0 {
-            entry.extend(session_details(s, site, now));
+            let details = session_details(s, site, now);
+            let size = Value::Object(details.clone()).to_string().len();
+            // Many sessions must not overflow a page either: stop at a session boundary.
+            if size > budget && !sessions_out.is_empty() {
+                next = Some(encode_cursor(&s.id, 0));
+                break 'sessions;
+            }
+            budget = budget.saturating_sub(size);
+            entry.extend(details);
         }
         let mut messages = Vec::new();
         loop {
@@ -340,9 +348,13 @@ pub async fn export_page(
                 let v = json!({"seq": view.seq, "role": view.role, "authorId": view.author_id, "text": view.text, "createdAt": m.created_at.to_rfc3339()});
                 let size = v.to_string().len() + 1;
                 if size > budget && !(messages.is_empty() && sessions_out.is_empty()) {
-                    entry.insert("messages".into(), Value::Array(messages));
-                    entry.insert("messagesComplete".into(), false.into());
-                    sessions_out.push(Value::Object(entry));
+                    // Nothing of this session's messages fits: leave the whole session (details
+                    // included) to the next page, so its details appear exactly once.
+                    if !(messages.is_empty() && after == 0) {
+                        entry.insert("messages".into(), Value::Array(messages));
+                        entry.insert("messagesComplete".into(), false.into());
+                        sessions_out.push(Value::Object(entry));
+                    }
                     next = Some(encode_cursor(&s.id, after));
                     break 'sessions;
                 }

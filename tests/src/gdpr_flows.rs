@@ -19,6 +19,7 @@ macro_rules! gdpr_suite {
             export_of_an_empty_subject,
             export_holds_everything_with_its_retention,
             export_of_a_large_subject_pages_without_loss,
+            export_of_many_sessions_pages_at_session_boundaries,
             admins_find_subjects_by_visitor_session_or_email,
             erasure_removes_everything_and_closes_connections,
             erasing_twice_reports_zero,
@@ -550,4 +551,57 @@ pub async fn bad_retention_input_fails_loudly<B: Backend>(c: &Chat<B>) {
         assert!(err.to_string().starts_with("invalid job input"), "{bad}: {err}");
     }
     let _ = Duration::ZERO;
+}
+
+/// GIVEN a visitor with forty sessions WHEN exported in small pages THEN each session's
+/// details and message appear exactly once, and every page stays within its size.
+pub async fn export_of_many_sessions_pages_at_session_boundaries<B: Backend>(c: &Chat<B>) {
+    let site = c
+        .backend
+        .store()
+        .get_site(&SiteId::parse(SITE).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let visitor = chat_core::domain::VisitorId::generate();
+    for i in 0..40 {
+        let s = crate::fixtures::session_of(&site, &visitor, c.now());
+        c.backend.store().create_session(&s).await.unwrap();
+        c.backend
+            .store()
+            .append_message(
+                &crate::fixtures::visitor_msg(&s, "m", &format!("hello {i}")),
+                c.now(),
+                None,
+            )
+            .await
+            .unwrap();
+    }
+    let token = admin(c);
+    let (mut details, mut messages, mut pages, mut cursor) = (Vec::new(), 0, 0, Value::Null);
+    loop {
+        let r = c
+            .export(
+                Some(&token),
+                &json!({"visitorId": visitor.to_string(), "cursor": cursor}),
+                4096,
+            )
+            .await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        assert!(r.body.to_string().len() < 4096 + 3000, "page within its budget");
+        pages += 1;
+        for s in r.body["sessions"].as_array().unwrap() {
+            if s.get("visitorId").is_some() {
+                details.push(s["sessionId"].as_str().unwrap().to_owned());
+            }
+            messages += s["messages"].as_array().unwrap().len();
+        }
+        cursor = r.body["next"].clone();
+        if cursor.is_null() {
+            break;
+        }
+    }
+    let unique: std::collections::BTreeSet<_> = details.iter().collect();
+    assert_eq!((details.len(), unique.len(), messages), (40, 40, 40));
+    assert!(pages > 4, "{pages} pages");
 }
