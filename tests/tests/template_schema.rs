@@ -136,3 +136,149 @@ fn region_rule_equals_the_runtime_guard() {
         ("!Ref", Some("AWS::Region"))
     );
 }
+
+fn functions(t: &Value) -> Vec<(String, &Value)> {
+    t["Resources"]
+        .as_mapping()
+        .unwrap()
+        .iter()
+        .filter(|(_, r)| r["Type"].as_str() == Some("AWS::Serverless::Function"))
+        .map(|(k, r)| (k.as_str().unwrap().to_owned(), r))
+        .collect()
+}
+
+fn function_crates() -> BTreeSet<String> {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../functions");
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().join("Cargo.toml").exists())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+#[test]
+fn every_function_crate_is_a_function_and_nothing_else_is() {
+    let t = template();
+    let declared: BTreeSet<String> = functions(&t)
+        .iter()
+        .map(|(_, f)| {
+            f["Properties"]["CodeUri"]
+                .as_str()
+                .unwrap()
+                .strip_prefix("functions/")
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(declared, function_crates());
+    assert_eq!(declared.len(), functions(&t).len(), "one function per crate");
+    let g = &t["Globals"]["Function"];
+    assert_eq!(g["Runtime"].as_str(), Some("provided.al2023"));
+    assert_eq!(g["Handler"].as_str(), Some("bootstrap"));
+    assert_eq!(g["Architectures"][0].as_str(), Some("arm64"));
+    for (name, f) in functions(&t) {
+        assert_eq!(
+            f["Metadata"]["BuildMethod"].as_str(),
+            Some("rust-cargolambda"),
+            "{name}"
+        );
+        let p = &f["Properties"];
+        assert!(
+            p["MemorySize"].as_u64().is_some() && p["Timeout"].as_u64().is_some(),
+            "{name} sets memory and timeout"
+        );
+        assert_eq!(p["LoggingConfig"]["LogFormat"].as_str(), Some("JSON"), "{name}");
+        let Value::Tagged(group) = &p["LoggingConfig"]["LogGroup"] else {
+            panic!("{name} has no own log group")
+        };
+        let group = group.value.as_str().unwrap();
+        assert!(
+            !t["Resources"][group]["Properties"]["RetentionInDays"].is_null(),
+            "{group} has a retention"
+        );
+    }
+}
+
+#[test]
+fn every_variable_the_config_reads_is_set() {
+    use chat_core::config::vars;
+    let t = template();
+    // Set by Lambda itself, or only meaningful in local runs.
+    let not_in_template = [
+        vars::REGION,
+        vars::LOCAL_MODE,
+        vars::DYNAMODB_ENDPOINT,
+        vars::APIGW_ENDPOINT,
+    ];
+    let global: BTreeSet<String> = t["Globals"]["Function"]["Environment"]["Variables"]
+        .as_mapping()
+        .unwrap()
+        .keys()
+        .map(|k| k.as_str().unwrap().to_owned())
+        .collect();
+    for (name, f) in functions(&t) {
+        let mut set = global.clone();
+        if let Some(m) = f["Properties"]["Environment"]["Variables"].as_mapping() {
+            set.extend(m.keys().map(|k| k.as_str().unwrap().to_owned()));
+        }
+        for var in vars::ALL.iter().filter(|v| !not_in_template.contains(v)) {
+            assert!(set.contains(*var), "{name} lacks {var}");
+        }
+    }
+    // Secrets come by reference, never as literals.
+    let env = &t["Globals"]["Function"]["Environment"]["Variables"];
+    for secret in [vars::AGENT_TOKEN_SECRET, vars::PSEUDONYM_KEY] {
+        let Value::Tagged(sub) = &env[secret] else {
+            panic!("{secret} is not a !Sub")
+        };
+        assert!(
+            sub.value.as_str().unwrap().starts_with("{{resolve:secretsmanager:"),
+            "{secret}"
+        );
+    }
+}
+
+#[test]
+fn websocket_routes_are_exactly_the_message_actions() {
+    let t = template();
+    let keys: BTreeSet<String> = t["Resources"]
+        .as_mapping()
+        .unwrap()
+        .values()
+        .filter(|r| r["Type"].as_str() == Some("AWS::ApiGatewayV2::Route"))
+        .map(|r| r["Properties"]["RouteKey"].as_str().unwrap().to_owned())
+        .collect();
+    let mut expected: BTreeSet<String> = message::ACTIONS.iter().map(|a| a.to_string()).collect();
+    expected.extend(["$connect", "$disconnect", "$default"].map(String::from));
+    assert_eq!(keys, expected);
+    let api = &t["Resources"]["WebSocketApi"]["Properties"];
+    assert_eq!(api["RouteSelectionExpression"].as_str(), Some("$request.body.action"));
+    let format = t["Resources"]["WebSocketStage"]["Properties"]["AccessLogSettings"]["Format"]
+        .as_str()
+        .unwrap();
+    for personal in ["sourceIp", "userAgent", "querystring", "identity"] {
+        assert!(!format.contains(personal), "access logs must not carry {personal}");
+    }
+}
+
+#[test]
+fn iam_policies_name_actions_and_resources_without_wildcards() {
+    let t = template();
+    for (name, f) in functions(&t) {
+        for policy in f["Properties"]["Policies"].as_sequence().unwrap() {
+            for st in policy["Statement"].as_sequence().unwrap() {
+                let actions: Vec<&str> = match &st["Action"] {
+                    Value::String(s) => vec![s.as_str()],
+                    Value::Sequence(s) => s.iter().map(|a| a.as_str().unwrap()).collect(),
+                    other => panic!("{name}: {other:?}"),
+                };
+                assert!(
+                    actions.iter().all(|a| !a.contains('*')),
+                    "{name}: wildcard action in {actions:?}"
+                );
+                assert_ne!(st["Resource"].as_str(), Some("*"), "{name}: wildcard resource");
+            }
+        }
+    }
+}
