@@ -6,11 +6,11 @@ VENV := .venv
 PYTHON ?= python3
 CARGO ?= cargo
 
-.PHONY: help setup check-tools fmt-check clippy lint-template unit test
+.PHONY: help setup check-tools fmt-check clippy lint-template lambda-build unit test
 
 help:
 	@echo "make setup   install the Python test tools (moto, cfn-lint) into $(VENV)"
-	@echo "make test    setup + fmt check + clippy -D warnings + cfn-lint + every test (what CI runs)"
+	@echo "make test    setup + fmt check + clippy -D warnings + cfn-lint + arm64 Lambda builds + every test (what CI runs)"
 
 # The venv is rebuilt whenever the pinned requirements change.
 $(VENV)/.installed: requirements-dev.txt
@@ -22,7 +22,7 @@ setup: $(VENV)/.installed check-tools
 
 # Fails loudly, never skips: a missing tool is an error with the command that fixes it.
 check-tools:
-	@for tool in $(VENV)/bin/moto_server $(VENV)/bin/cfn-lint; do \
+	@for tool in $(VENV)/bin/moto_server $(VENV)/bin/cfn-lint $(VENV)/bin/cargo-lambda; do \
 	  if [ ! -x "$$tool" ]; then echo "error: $$tool is missing; run 'make setup'" >&2; exit 1; fi; \
 	done
 	@command -v $(CARGO) >/dev/null || { echo "error: cargo is not installed" >&2; exit 1; }
@@ -38,6 +38,17 @@ clippy:
 lint-template: setup
 	$(VENV)/bin/cfn-lint template.yaml
 
+# Every function crate, as Lambda runs it: release, arm64, provided.al2023 (cargo-lambda
+# installs the aarch64 target itself). Prints each bootstrap's size.
+FUNCTIONS := $(notdir $(patsubst %/Cargo.toml,%,$(wildcard functions/*/Cargo.toml)))
+lambda-build: setup
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(CARGO) lambda build --release --arm64 $(addprefix -p ,$(FUNCTIONS))
+	@echo "Lambda bootstrap sizes (arm64, release):"
+	@for f in $(FUNCTIONS); do \
+	  test -f target/lambda/$$f/bootstrap || { echo "error: no bootstrap for $$f" >&2; exit 1; }; \
+	  printf '  %-16s %s bytes\n' "$$f" "$$(stat -c %s target/lambda/$$f/bootstrap)"; \
+	done
+
 # Tests that need moto start it themselves on a free loopback port (tests/src/moto.rs,
 # through tests/moto_serial.py).
 # The last line totals every test binary's result, so the run ends on the real count
@@ -47,4 +58,4 @@ unit: setup
 	EUROCHAT_MOTO_PYTHON=$(CURDIR)/$(VENV)/bin/python $(CARGO) test --workspace --locked 2>&1 | tee target/test-output.log
 	@awk '/^test result:/ {p += $$4; f += $$6} END {printf "tests: %d passed, %d failed\n", p, f}' target/test-output.log
 
-test: setup fmt-check clippy lint-template unit
+test: setup fmt-check clippy lint-template lambda-build unit
