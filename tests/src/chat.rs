@@ -117,6 +117,33 @@ impl<B: Backend> Chat<B> {
         chat
     }
 
+    /// The `acme` site as stored.
+    pub async fn site(&self) -> Site {
+        self.backend
+            .store()
+            .get_site(&SiteId::parse(SITE).unwrap())
+            .await
+            .expect("read site")
+            .expect("acme exists")
+    }
+
+    /// Changes the `acme` site's settings (as `eurochat-admin put-site` would).
+    pub async fn update_site(&self, change: impl FnOnce(&mut Site)) {
+        let mut site = self.site().await;
+        change(&mut site);
+        self.backend.store().put_site(&site).await.expect("put site");
+    }
+
+    /// A session as stored (live or not yet swept), by id string.
+    pub async fn stored_session(&self, id: &str) -> Option<chat_core::domain::Session> {
+        use chat_core::storage::SubjectStore;
+        self.backend
+            .store()
+            .session_any(&SessionId::parse(id).expect("session id"))
+            .await
+            .expect("read session")
+    }
+
     /// Moves time forward.
     pub fn advance(&self, d: Duration) {
         self.clock.advance(d);

@@ -166,15 +166,10 @@ pub async fn new_session_sets_a_six_month_cookie_and_stores_ip_per_policy<B: Bac
     assert_ne!(s.token_hash, token, "only the hash is stored");
 
     for (policy, expected) in [(IpPolicy::Full, Some("203.0.113.77")), (IpPolicy::None, None)] {
-        let mut site = c
-            .backend
-            .store()
-            .get_site(&SiteId::parse(SITE).unwrap())
-            .await
-            .unwrap()
-            .unwrap();
-        site.retention.ip_policy = policy;
-        c.backend.store().put_site(&site).await.unwrap();
+        c.update_site(|s| {
+            s.retention.ip_policy = policy;
+        })
+        .await;
         let r = c.post_session(&json!({"siteId": SITE}), &[], &[]).await;
         let sid = SessionId::parse(r.body["sessionId"].as_str().unwrap()).unwrap();
         let s = c.backend.store().get_session(&sid, c.now()).await.unwrap().unwrap();
@@ -886,15 +881,10 @@ pub async fn tokens_are_accepted_from_subprotocol_and_cookie<B: Backend>(c: &Cha
 /// GIVEN a site with an agent IP allow-list WHEN an agent connects from outside it THEN 403;
 /// from inside it THEN 200. Visitors are not subject to it.
 pub async fn agent_ip_allow_list_is_enforced<B: Backend>(c: &Chat<B>) {
-    let mut site = c
-        .backend
-        .store()
-        .get_site(&SiteId::parse(SITE).unwrap())
-        .await
-        .unwrap()
-        .unwrap();
-    site.agent_ip_allowlist = Some(vec!["192.0.2.0/24".parse().unwrap()]);
-    c.backend.store().put_site(&site).await.unwrap();
+    c.update_site(|s| {
+        s.agent_ip_allowlist = Some(vec!["192.0.2.0/24".parse().unwrap()]);
+    })
+    .await;
     let token = c.agent_token(SITE, "alice", AgentRole::Admin);
     let outside = c
         .connect_event("A1=", &[("token", &token)], &[("Origin", ORIGIN)], "203.0.113.77")

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use chat_core::domain::{AgentRole, SessionId, SiteId};
 use chat_core::policy;
-use chat_core::storage::{AuditStore, MessageStore, RetentionStore, SessionStore, SiteStore, SubjectStore};
+use chat_core::storage::{AuditStore, MessageStore, RetentionStore, SessionStore, SubjectStore};
 use serde_json::{Value, json};
 
 use crate::backends::Backend;
@@ -235,13 +235,7 @@ pub async fn erasure_removes_everything_and_closes_connections<B: Backend>(c: &C
     let v = chatty_visitor(c, "V1=", "erase.me@example.org", 4).await;
     // A second session of the same visitor (e.g. an older one).
     let v_id = chat_core::domain::VisitorId::parse(&v.visitor_id).unwrap();
-    let site = c
-        .backend
-        .store()
-        .get_site(&SiteId::parse(SITE).unwrap())
-        .await
-        .unwrap()
-        .unwrap();
+    let site = c.site().await;
     let older = crate::fixtures::session_of(&site, &v_id, c.now());
     c.backend.store().create_session(&older).await.unwrap();
     c.backend
@@ -397,22 +391,8 @@ pub async fn agents_delete_one_conversation_over_http<B: Backend>(c: &Chat<B>) {
         .erase(Some(&bob), &json!({"scope": "conversation", "sessionId": a.session_id}))
         .await;
     assert_eq!((r.status, r.body["erased"]["session"].as_u64()), (200, Some(1)));
-    assert!(
-        c.backend
-            .store()
-            .session_any(&SessionId::parse(&a.session_id).unwrap())
-            .await
-            .unwrap()
-            .is_none()
-    );
-    assert!(
-        c.backend
-            .store()
-            .session_any(&SessionId::parse(&b.session_id).unwrap())
-            .await
-            .unwrap()
-            .is_some()
-    );
+    assert!(c.stored_session(&a.session_id).await.is_none());
+    assert!(c.stored_session(&b.session_id).await.is_some());
     let r = c.erase(Some(&bob), &json!({"scope": "everything"})).await;
     assert_eq!((r.status, r.body["error"]["field"].as_str()), (400, Some("scope")));
 }
@@ -448,48 +428,24 @@ pub async fn retention_enforces_a_shortened_policy<B: Backend>(c: &Chat<B>) {
     c.advance(policy::days(20));
     let fresh = chatty_visitor(c, "V2=", "fresh@example.org", 1).await;
     assert_eq!(c.retention(json!({})).await.conversations_erased, 0);
-    let mut site = c
-        .backend
-        .store()
-        .get_site(&SiteId::parse(SITE).unwrap())
-        .await
-        .unwrap()
-        .unwrap();
-    site.retention.conversation_days = 10;
-    c.backend.store().put_site(&site).await.unwrap();
+    c.update_site(|s| {
+        s.retention.conversation_days = 10;
+    })
+    .await;
     let run = c.retention(json!({})).await;
     assert_eq!(run.conversations_erased, 1);
     assert!(run.items_erased >= 5, "session, messages, retry records: {run:?}");
-    assert!(
-        c.backend
-            .store()
-            .session_any(&SessionId::parse(&old.session_id).unwrap())
-            .await
-            .unwrap()
-            .is_none()
-    );
-    assert!(
-        c.backend
-            .store()
-            .session_any(&SessionId::parse(&fresh.session_id).unwrap())
-            .await
-            .unwrap()
-            .is_some()
-    );
+    assert!(c.stored_session(&old.session_id).await.is_none());
+    assert!(c.stored_session(&fresh.session_id).await.is_some());
 }
 
 /// GIVEN a conversation whose session item the TTL sweeper removed WHEN the job runs THEN
 /// its leftover messages and retry records are deleted.
 pub async fn retention_removes_orphans_left_by_ttl<B: Backend>(c: &Chat<B>) {
-    let mut site = c
-        .backend
-        .store()
-        .get_site(&SiteId::parse(SITE).unwrap())
-        .await
-        .unwrap()
-        .unwrap();
-    site.retention.conversation_days = 1;
-    c.backend.store().put_site(&site).await.unwrap();
+    c.update_site(|s| {
+        s.retention.conversation_days = 1;
+    })
+    .await;
     let v = chatty_visitor(c, "V1=", "orphan@example.org", 3).await;
     c.advance(policy::days(2));
     c.backend.ttl_sweep(c.now()).await;
@@ -556,13 +512,7 @@ pub async fn bad_retention_input_fails_loudly<B: Backend>(c: &Chat<B>) {
 /// GIVEN a visitor with forty sessions WHEN exported in small pages THEN each session's
 /// details and message appear exactly once, and every page stays within its size.
 pub async fn export_of_many_sessions_pages_at_session_boundaries<B: Backend>(c: &Chat<B>) {
-    let site = c
-        .backend
-        .store()
-        .get_site(&SiteId::parse(SITE).unwrap())
-        .await
-        .unwrap()
-        .unwrap();
+    let site = c.site().await;
     let visitor = chat_core::domain::VisitorId::generate();
     for i in 0..40 {
         let s = crate::fixtures::session_of(&site, &visitor, c.now());

@@ -43,15 +43,10 @@ fn all_text(items: &[HashMap<String, AttributeValue>]) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_erasure_an_independent_scan_finds_nothing_of_the_subject() {
     let chat = Chat::new(Dynamo::new().await).await;
-    let mut site = chat
-        .backend
-        .store()
-        .get_site(&SiteId::parse(SITE).unwrap())
-        .await
-        .unwrap()
-        .unwrap();
-    site.retention.ip_policy = IpPolicy::Full;
-    chat.backend.store().put_site(&site).await.unwrap();
+    chat.update_site(|s| {
+        s.retention.ip_policy = IpPolicy::Full;
+    })
+    .await;
 
     // The subject, from their own IP, with a pre-chat form, two tabs and a conversation.
     let mut e: serde_json::Value = serde_json::from_str(include_str!("../events/http-post-sessions.json")).unwrap();
@@ -219,13 +214,7 @@ impl<S: ConnectionStore> ConnectionStore for FailOnce<'_, S> {
 /// `partial` first removes some of the first session's items behind the store's back, as
 /// an earlier run that stopped part-way would have.
 async fn interrupted_then_resumed<B: Backend>(chat: &Chat<B>, partial: impl AsyncFnOnce(&Session)) {
-    let site = chat
-        .backend
-        .store()
-        .get_site(&SiteId::parse(SITE).unwrap())
-        .await
-        .unwrap()
-        .unwrap();
+    let site = chat.site().await;
     let visitor = chat_core::domain::VisitorId::generate();
     let mut sessions = Vec::new();
     for i in 0..3u64 {
