@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::auth::{AgentTokenKeys, MIN_SECRET_BYTES, Pseudonymizer};
 use crate::domain::DEFAULT_MAX_MESSAGE_BYTES;
-use crate::policy::RateLimit;
+use crate::policy::{IpPolicy, MAX_RETENTION_DAYS, RateLimit, RetentionPolicy};
 
 /// The AWS regions eurochat may run in. The SAM template's `Rules` section uses
 /// the same list (a test checks they agree).
@@ -54,9 +54,15 @@ pub mod vars {
     /// The WebSocket API's management endpoint (`https://{api}.execute-api.{region}.amazonaws.com/{stage}`),
     /// for functions outside the WebSocket API that close connections (GDPR erasure).
     pub const WS_MANAGEMENT_ENDPOINT: &str = "EUROCHAT_WS_MANAGEMENT_ENDPOINT";
+    /// The most days any site of the deployment keeps a conversation (1–3650; unset: 3650).
+    pub const MAX_CONVERSATION_DAYS: &str = "EUROCHAT_MAX_CONVERSATION_DAYS";
+    /// The most of an IP any site stores: `none`, `truncated` or `full` (unset: `full`).
+    pub const MAX_IP_POLICY: &str = "EUROCHAT_MAX_IP_POLICY";
+    /// The most days any site keeps a stored IP (1–3650; unset: 3650).
+    pub const MAX_IP_RETENTION_DAYS: &str = "EUROCHAT_MAX_IP_RETENTION_DAYS";
 
     /// Every variable [`super::Config::from_lookup`] reads.
-    pub const ALL: [&str; 12] = [
+    pub const ALL: [&str; 15] = [
         REGION,
         TABLE_NAME,
         LOCAL_MODE,
@@ -69,6 +75,9 @@ pub mod vars {
         MESSAGES_PER_MINUTE,
         CONNECTS_PER_MINUTE,
         WS_MANAGEMENT_ENDPOINT,
+        MAX_CONVERSATION_DAYS,
+        MAX_IP_POLICY,
+        MAX_IP_RETENTION_DAYS,
     ];
 }
 
@@ -123,6 +132,9 @@ pub struct Config {
     pub connect_rate: RateLimit,
     /// The WebSocket management endpoint for functions outside the WebSocket API.
     pub ws_management_endpoint: Option<String>,
+    /// The deployment's retention and IP policy: the most any site keeps.
+    /// Functions apply it to every site they load ([`crate::domain::Site::within`]).
+    pub policy_limit: RetentionPolicy,
 }
 
 /// Whether a region may hold eurochat data.
@@ -245,6 +257,18 @@ impl Config {
                 Some(v.trim_end_matches('/').to_owned())
             }
         };
+        let max_days = MAX_RETENTION_DAYS as usize;
+        let policy_limit = RetentionPolicy {
+            conversation_days: number(vars::MAX_CONVERSATION_DAYS, max_days, 1..=max_days)? as u32,
+            ip_policy: match get(vars::MAX_IP_POLICY) {
+                None => IpPolicy::Full,
+                Some(v) => IpPolicy::parse(v.trim()).ok_or(ConfigError::Invalid {
+                    var: vars::MAX_IP_POLICY,
+                    why: "must be none, truncated or full",
+                })?,
+            },
+            ip_retention_days: number(vars::MAX_IP_RETENTION_DAYS, max_days, 1..=max_days)? as u32,
+        };
         Ok(Self {
             region,
             table_name,
@@ -255,6 +279,7 @@ impl Config {
             message_rate,
             connect_rate,
             ws_management_endpoint,
+            policy_limit,
         })
     }
 
@@ -315,6 +340,37 @@ mod tests {
         assert_eq!(c.max_message_bytes, 4096);
         assert_eq!(c.message_rate.limit, 30);
         assert!(c.local.is_none());
+        assert_eq!(c.policy_limit, RetentionPolicy::UNLIMITED);
+    }
+
+    #[test]
+    fn deployment_policy_limit_is_read_and_validated() {
+        let mut env = base();
+        env.insert(vars::MAX_CONVERSATION_DAYS, "90".into());
+        env.insert(vars::MAX_IP_POLICY, "none".into());
+        env.insert(vars::MAX_IP_RETENTION_DAYS, "7".into());
+        let c = load(&env).unwrap();
+        assert_eq!(
+            c.policy_limit,
+            RetentionPolicy {
+                conversation_days: 90,
+                ip_policy: IpPolicy::None,
+                ip_retention_days: 7
+            }
+        );
+        for (var, bad) in [
+            (vars::MAX_CONVERSATION_DAYS, "0"),
+            (vars::MAX_CONVERSATION_DAYS, "3651"),
+            (vars::MAX_IP_RETENTION_DAYS, "forever"),
+            (vars::MAX_IP_POLICY, "partial"),
+        ] {
+            let mut env = base();
+            env.insert(var, bad.into());
+            match load(&env) {
+                Err(ConfigError::Invalid { var: v, .. }) => assert_eq!(v, var),
+                other => panic!("{var}={bad}: {other:?}"),
+            }
+        }
     }
 
     #[test]

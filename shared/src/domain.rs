@@ -424,6 +424,15 @@ pub struct Site {
 }
 
 impl Site {
+    /// The site as this deployment runs it: its retention capped by the
+    /// deployment's limit (see [`RetentionPolicy::within`]). Every function that
+    /// stores, reports or sweeps by the site's policy applies this to the site it
+    /// loads, so the three agree.
+    pub fn within(mut self, limit: &RetentionPolicy) -> Self {
+        self.retention = self.retention.within(limit);
+        self
+    }
+
     /// Whether `origin` may host this site's widget.
     pub fn allows_origin(&self, origin: &Origin) -> bool {
         self.allowed_origins.iter().any(|o| o == origin)

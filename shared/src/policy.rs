@@ -59,6 +59,20 @@ impl IpPolicy {
         }
     }
 
+    /// How much of an address the policy keeps: none < truncated < full.
+    fn rank(self) -> u8 {
+        match self {
+            Self::None => 0,
+            Self::Truncated => 1,
+            Self::Full => 2,
+        }
+    }
+
+    /// The policy that keeps less of the two.
+    pub fn stricter(self, other: Self) -> Self {
+        if other.rank() < self.rank() { other } else { self }
+    }
+
     /// What to store of `ip` under this policy.
     pub fn apply(self, ip: IpAddr) -> Option<String> {
         match self {
@@ -106,6 +120,28 @@ impl RetentionPolicy {
             return Err(ValidationError::new("ipRetentionDays", "must be between 1 and 3650"));
         }
         Ok(())
+    }
+}
+
+impl RetentionPolicy {
+    /// The most a deployment lets any site keep when its operator sets no limit:
+    /// sites then decide alone, within the 10-year bound.
+    pub const UNLIMITED: Self = Self {
+        conversation_days: MAX_RETENTION_DAYS,
+        ip_policy: IpPolicy::Full,
+        ip_retention_days: MAX_RETENTION_DAYS,
+    };
+
+    /// This site policy as a deployment's `limit` lets it apply: the shorter of
+    /// each period and the stricter IP policy. A deployment's parameters are a
+    /// ceiling, so a team can shorten retention for every site at once and no
+    /// site setting can keep more than the deployment allows.
+    pub fn within(self, limit: &Self) -> Self {
+        Self {
+            conversation_days: self.conversation_days.min(limit.conversation_days),
+            ip_policy: self.ip_policy.stricter(limit.ip_policy),
+            ip_retention_days: self.ip_retention_days.min(limit.ip_retention_days),
+        }
     }
 }
 
@@ -235,6 +271,33 @@ mod tests {
         let t = Timestamp::from_secs(10);
         assert!(is_live(t, Timestamp::from_secs(9)));
         assert!(!is_live(t, t), "an item is gone at its expiry instant");
+    }
+
+    #[test]
+    fn a_deployment_limit_shortens_and_tightens_but_never_loosens() {
+        let site = RetentionPolicy {
+            conversation_days: 400,
+            ip_policy: IpPolicy::Full,
+            ip_retention_days: 10,
+        };
+        let limit = RetentionPolicy {
+            conversation_days: 90,
+            ip_policy: IpPolicy::Truncated,
+            ip_retention_days: 30,
+        };
+        let got = site.within(&limit);
+        assert_eq!(got.conversation_days, 90);
+        assert_eq!(got.ip_policy, IpPolicy::Truncated);
+        assert_eq!(got.ip_retention_days, 10, "a site may keep less than the limit");
+        assert_eq!(site.within(&RetentionPolicy::UNLIMITED), site);
+        for (a, b, stricter) in [
+            (IpPolicy::Full, IpPolicy::None, IpPolicy::None),
+            (IpPolicy::None, IpPolicy::Truncated, IpPolicy::None),
+            (IpPolicy::Truncated, IpPolicy::Full, IpPolicy::Truncated),
+        ] {
+            assert_eq!(a.stricter(b), stricter);
+            assert_eq!(b.stricter(a), stricter);
+        }
     }
 
     #[test]

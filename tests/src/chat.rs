@@ -12,6 +12,7 @@ use chat_core::clock::{Clock, ManualClock, Timestamp};
 use chat_core::config::{Config, vars};
 use chat_core::domain::*;
 use chat_core::gateway::RecordingGateway;
+use chat_core::policy::RetentionPolicy;
 use chat_core::storage::SiteStore;
 use serde_json::{Value, json};
 
@@ -83,8 +84,9 @@ pub struct Chat<B: Backend> {
     pub gateway: Arc<RecordingGateway>,
     /// Time.
     pub clock: ManualClock,
-    /// Configuration.
-    pub config: Config,
+    /// Configuration; replaced whole by [`Chat::set_policy_limit`], so a flow can
+    /// change the deployment's settings between requests.
+    config: std::sync::RwLock<Arc<Config>>,
 }
 
 impl<B: Backend> Chat<B> {
@@ -94,7 +96,7 @@ impl<B: Backend> Chat<B> {
             backend,
             gateway: Arc::new(RecordingGateway::new()),
             clock: ManualClock::at(T0),
-            config: test_config(),
+            config: std::sync::RwLock::new(Arc::new(test_config())),
         };
         for (site_id, agents) in [
             (SITE, vec![("alice", AgentRole::Admin), ("bob", AgentRole::Agent)]),
@@ -149,6 +151,18 @@ impl<B: Backend> Chat<B> {
         self.clock.advance(d);
     }
 
+    /// The configuration the next request runs with.
+    pub fn config(&self) -> Arc<Config> {
+        Arc::clone(&self.config.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Redeploys with another retention and IP limit (`EUROCHAT_MAX_*`).
+    pub fn set_policy_limit(&self, limit: RetentionPolicy) {
+        let mut config = (*self.config()).clone();
+        config.policy_limit = limit;
+        *self.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(config);
+    }
+
     /// Now.
     pub fn now(&self) -> Timestamp {
         self.clock.now()
@@ -156,7 +170,7 @@ impl<B: Backend> Chat<B> {
 
     /// A 12-hour agent token.
     pub fn agent_token(&self, site: &str, agent: &str, role: AgentRole) -> String {
-        self.config.agent_keys.mint(
+        self.config().agent_keys.mint(
             &SiteId::parse(site).unwrap(),
             &AgentId::parse(agent).unwrap(),
             role,
@@ -210,7 +224,7 @@ impl<B: Backend> Chat<B> {
         let deps = gdpr_export::Deps {
             store: self.backend.store(),
             clock: &self.clock,
-            config: &self.config,
+            config: &self.config(),
             page_bytes,
         };
         Self::reply(gdpr_export::handle(Self::http_event(bearer, body), &deps).await)
@@ -222,14 +236,14 @@ impl<B: Backend> Chat<B> {
             store: self.backend.store(),
             gateway: self.gateway.as_ref(),
             clock: &self.clock,
-            config: &self.config,
+            config: &self.config(),
         };
         Self::reply(gdpr_delete::handle(Self::http_event(bearer, body), &deps).await)
     }
 
     /// One run of the retention job with this event.
     pub async fn retention(&self, event: Value) -> retention::Summary {
-        retention::handle(event, self.backend.store(), &self.clock)
+        retention::handle(event, self.backend.store(), &self.clock, &self.config().policy_limit)
             .await
             .expect("retention run")
     }
@@ -240,7 +254,7 @@ impl<B: Backend> Chat<B> {
         let deps = create_session::Deps {
             store: self.backend.store(),
             clock: &self.clock,
-            config: &self.config,
+            config: &self.config(),
         };
         Self::reply(create_session::handle(event, &deps).await)
     }
@@ -284,7 +298,7 @@ impl<B: Backend> Chat<B> {
         let deps = connect::Deps {
             store: self.backend.store(),
             clock: &self.clock,
-            config: &self.config,
+            config: &self.config(),
         };
         connect::handle(event, &deps).await
     }
@@ -318,7 +332,7 @@ impl<B: Backend> Chat<B> {
             store: self.backend.store(),
             gateways: &self.gateway,
             clock: &self.clock,
-            config: &self.config,
+            config: &self.config(),
         };
         u16::try_from(message::handle(event, &deps).await.status_code).unwrap_or(0)
     }

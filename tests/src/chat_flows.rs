@@ -764,7 +764,7 @@ pub async fn bad_frames_get_error_frames_and_change_nothing<B: Backend>(c: &Chat
 /// expired agent token, from no or a foreign origin THEN 401/403 and no connection stored.
 pub async fn bad_connects_are_rejected_and_store_nothing<B: Backend>(c: &Chat<B>) {
     let v = c.visitor().await;
-    let expired = c.config.agent_keys.mint(
+    let expired = c.config().agent_keys.mint(
         &SiteId::parse(SITE).unwrap(),
         &AgentId::parse("alice").unwrap(),
         AgentRole::Admin,

@@ -28,6 +28,7 @@ macro_rules! gdpr_suite {
             agents_delete_one_conversation_over_http,
             retention_dry_run_changes_nothing_then_real_run_does,
             retention_enforces_a_shortened_policy,
+            deployment_limit_caps_every_site,
             retention_removes_orphans_left_by_ttl,
             retention_work_is_bounded_and_resumes_from_its_checkpoint,
             bad_retention_input_fails_loudly,
@@ -264,7 +265,7 @@ pub async fn erasure_removes_everything_and_closes_connections<B: Backend>(c: &C
             .store()
             .sessions_by_email(
                 &site.id,
-                &c.config.pseudonymizer.email_lookup(
+                &c.config().pseudonymizer.email_lookup(
                     &site.id,
                     &chat_core::domain::Email::parse("erase.me@example.org").unwrap()
                 )
@@ -439,6 +440,73 @@ pub async fn retention_enforces_a_shortened_policy<B: Backend>(c: &Chat<B>) {
     assert!(c.stored_session(&fresh.session_id).await.is_some());
 }
 
+/// GIVEN a site that keeps full IPs for 30 days and conversations for 365 days WHEN the
+/// deployment's limit is 10 days, truncated IPs kept 1 day THEN new sessions store the
+/// truncated IP, the export states the limited policy, the job removes the IP after a day
+/// and the conversation after 10, and the site's own settings are untouched.
+pub async fn deployment_limit_caps_every_site<B: Backend>(c: &Chat<B>) {
+    c.update_site(|s| {
+        s.retention.ip_policy = policy::IpPolicy::Full;
+    })
+    .await;
+    let early = chatty_visitor(c, "V0=", "early@example.org", 1).await;
+    c.set_policy_limit(policy::RetentionPolicy {
+        conversation_days: 10,
+        ip_policy: policy::IpPolicy::Truncated,
+        ip_retention_days: 1,
+    });
+    let v = chatty_visitor(c, "V1=", "capped@example.org", 1).await;
+    let ip = |sid: &str| {
+        let sid = sid.to_owned();
+        async move {
+            let s = c.stored_session(&sid).await.expect("session exists");
+            s.ip.map(|i| i.address)
+        }
+    };
+    assert_eq!(
+        ip(&v.session_id).await.as_deref(),
+        Some("203.0.113.0/24"),
+        "limit truncates"
+    );
+    assert_eq!(
+        ip(&early.session_id).await.as_deref(),
+        Some("203.0.113.77"),
+        "stored before the limit"
+    );
+    let doc = c
+        .export(Some(&admin(c)), &json!({"visitorId": v.visitor_id}), PAGE)
+        .await;
+    assert_eq!(doc.status, 200);
+    let stated = doc.body["retention"].to_string();
+    for part in [
+        "deleted 10 days after the last message",
+        "stored as 'truncated', deleted 1 days",
+    ] {
+        assert!(stated.contains(part), "{stated} lacks {part}");
+    }
+
+    c.advance(policy::days(2));
+    let run = c.retention(json!({})).await;
+    assert_eq!((run.ips_removed, run.conversations_erased), (2, 0), "{run:?}");
+    assert_eq!(
+        ip(&early.session_id).await,
+        None,
+        "the limit also applies to data stored before it"
+    );
+
+    c.advance(policy::days(9));
+    let run = c.retention(json!({})).await;
+    assert_eq!(run.conversations_erased, 2, "{run:?}");
+    assert!(c.stored_session(&v.session_id).await.is_none());
+    assert!(c.stored_session(&early.session_id).await.is_none());
+    let site = c.site().await;
+    assert_eq!(
+        (site.retention.conversation_days, site.retention.ip_policy),
+        (365, policy::IpPolicy::Full),
+        "the site's own settings are kept; the deployment caps them"
+    );
+}
+
 /// GIVEN a conversation whose session item the TTL sweeper removed WHEN the job runs THEN
 /// its leftover messages and retry records are deleted.
 pub async fn retention_removes_orphans_left_by_ttl<B: Backend>(c: &Chat<B>) {
@@ -501,7 +569,7 @@ pub async fn bad_retention_input_fails_loudly<B: Backend>(c: &Chat<B>) {
         json!({"budget": 0}),
         json!({"detail": {"budget": "many"}}),
     ] {
-        let err = retention::handle(bad.clone(), c.backend.store(), &c.clock)
+        let err = retention::handle(bad.clone(), c.backend.store(), &c.clock, &c.config().policy_limit)
             .await
             .unwrap_err();
         assert!(err.to_string().starts_with("invalid job input"), "{bad}: {err}");

@@ -200,6 +200,39 @@ fn every_function_crate_is_a_function_and_nothing_else_is() {
     }
 }
 
+/// The privacy parameters' defaults and bounds are the product's: a team that accepts the
+/// defaults gets the documented policy, and CloudFormation refuses what the config would.
+#[test]
+fn privacy_parameters_match_the_policy() {
+    use chat_core::policy::{self, IpPolicy, MAX_RETENTION_DAYS};
+    let t = template();
+    let p = &t["Parameters"];
+    for (name, default) in [
+        ("ConversationRetentionDays", policy::DEFAULT_CONVERSATION_RETENTION_DAYS),
+        ("IpRetentionDays", policy::DEFAULT_IP_RETENTION_DAYS),
+    ] {
+        assert_eq!(p[name]["Default"].as_u64(), Some(u64::from(default)), "{name}");
+        assert_eq!(p[name]["MinValue"].as_u64(), Some(1), "{name}");
+        assert_eq!(
+            p[name]["MaxValue"].as_u64(),
+            Some(u64::from(MAX_RETENTION_DAYS)),
+            "{name}"
+        );
+    }
+    let allowed: Vec<&str> = p["IpPolicy"]["AllowedValues"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(allowed.iter().all(|v| IpPolicy::parse(v).is_some()), "{allowed:?}");
+    assert_eq!(allowed.len(), 3);
+    assert_eq!(
+        IpPolicy::parse(p["IpPolicy"]["Default"].as_str().unwrap()),
+        Some(IpPolicy::default())
+    );
+}
+
 #[test]
 fn every_variable_the_config_reads_is_set() {
     use chat_core::config::vars;

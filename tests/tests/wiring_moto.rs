@@ -84,7 +84,7 @@ async fn a_chat_message_flows_through_dynamodb_and_the_real_management_client() 
         store: chat.backend.store(),
         gateways: &gateways,
         clock: &chat.clock,
-        config: &chat.config,
+        config: &chat.config(),
     };
     let mut e: serde_json::Value = serde_json::from_str(include_str!("../events/ws-message.json")).unwrap();
     e["requestContext"]["connectionId"] = json!("V1=");

@@ -82,7 +82,12 @@ async fn create_or_resume<S: SiteStore + SessionStore>(
         .and_then(|o| Origin::parse(o).ok())
         .ok_or_else(origin_refused)?;
     // An unknown site and a foreign origin answer the same: nothing about which sites exist.
-    let site = deps.store.get_site(&site_id).await?.ok_or_else(origin_refused)?;
+    let site = deps
+        .store
+        .get_site(&site_id)
+        .await?
+        .ok_or_else(origin_refused)?
+        .within(&deps.config.policy_limit);
     if !site.allows_origin(&origin) {
         return Err(origin_refused());
     }

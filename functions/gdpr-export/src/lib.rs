@@ -56,7 +56,8 @@ where
         .store
         .get_site(requester.site())
         .await?
-        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "site not found"))?;
+        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "site not found"))?
+        .within(&deps.config.policy_limit);
     let subject = gdpr::resolve(deps.store, deps.config, &requester, &subject_ref).await?;
     let doc = gdpr::export_page(deps.store, &site, &subject, cursor, now, deps.page_bytes).await?;
     if cursor.is_none() {

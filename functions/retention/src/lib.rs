@@ -12,7 +12,7 @@
 //! The summary holds counts only, and is both logged and returned.
 
 use chat_core::clock::{Clock, Timestamp};
-use chat_core::policy;
+use chat_core::policy::{self, RetentionPolicy};
 use chat_core::storage::{ConversationStore, RetentionStore, SiteStore, StoreError};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -115,6 +115,8 @@ struct Run<'a, S> {
     store: &'a S,
     options: Options,
     now: Timestamp,
+    /// The deployment's ceiling on every site's policy.
+    limit: RetentionPolicy,
     left: u32,
     summary: Summary,
 }
@@ -156,10 +158,12 @@ impl<S: SiteStore + RetentionStore + ConversationStore> Run<'_, S> {
         let mut cursor: Option<String> = None;
         loop {
             let page = self.store.list_sites(cursor.as_deref(), 100).await?;
+            let limit = self.limit;
             for site in page
                 .items
                 .into_iter()
                 .filter(|s| from.is_none_or(|f| s.id.as_str() >= f))
+                .map(|s| s.within(&limit))
             {
                 self.summary.sites += 1;
                 let passes = [
@@ -233,7 +237,12 @@ impl<S: SiteStore + RetentionStore + ConversationStore> Run<'_, S> {
 }
 
 /// Runs the job once.
-pub async fn run<S>(store: &S, clock: &dyn Clock, options: Options) -> Result<Summary, JobError>
+pub async fn run<S>(
+    store: &S,
+    clock: &dyn Clock,
+    limit: &RetentionPolicy,
+    options: Options,
+) -> Result<Summary, JobError>
 where
     S: SiteStore + RetentionStore + ConversationStore,
 {
@@ -245,6 +254,7 @@ where
         store,
         options,
         now: clock.now(),
+        limit: *limit,
         left: options.budget,
         summary: Summary {
             dry_run: options.dry_run,
@@ -278,10 +288,11 @@ where
 }
 
 /// Handles the scheduled event: options from its input, the summary as the result.
-pub async fn handle<S>(event: Value, store: &S, clock: &dyn Clock) -> Result<Summary, JobError>
+/// `limit` is the deployment's policy ([`chat_core::config::Config::policy_limit`]).
+pub async fn handle<S>(event: Value, store: &S, clock: &dyn Clock, limit: &RetentionPolicy) -> Result<Summary, JobError>
 where
     S: SiteStore + RetentionStore + ConversationStore,
 {
     let options = Options::from_event(&event)?;
-    run(store, clock, options).await
+    run(store, clock, limit, options).await
 }

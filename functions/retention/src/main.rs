@@ -6,12 +6,13 @@ use lambda_runtime::{LambdaEvent, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    let (_config, _sdk, store) = Config::cold_start().await?;
+    let (config, _sdk, store) = Config::cold_start().await?;
     lambda_runtime::run(service_fn(|event: LambdaEvent<serde_json::Value>| {
         let store = &store;
+        let limit = &config.policy_limit;
         // An error fails the invocation, so the scheduler's retry policy and dead-letter queue apply.
         async move {
-            retention::handle(event.payload, store, &SystemClock)
+            retention::handle(event.payload, store, &SystemClock, limit)
                 .await
                 .map_err(|e| lambda_runtime::Error::from(e.to_string()))
         }
