@@ -1,0 +1,405 @@
+//! API Gateway for eurochat on one machine.
+//!
+//! SAM cannot run API Gateway WebSockets locally, so this gateway plays API
+//! Gateway's part: it accepts WebSocket connections and HTTP requests, turns
+//! them into the very events API Gateway sends ([`events`]), and calls the same
+//! handler functions the Lambda binaries run. The functions answer WebSocket
+//! clients through the real `aws-sdk-apigatewaymanagement` client, which this
+//! gateway serves at `/{stage}/@connections/{id}`. The retention job runs on a
+//! timer. Storage is an in-memory store, or DynamoDB (moto, DynamoDB Local, or
+//! AWS in an EU region) when given an endpoint.
+//!
+//! Binary: `cargo run -p local-gateway` (see `main.rs`); library: [`start`],
+//! used by the end-to-end tests to run a gateway on a free port.
+
+pub mod events;
+mod http_api;
+mod pages;
+mod ws;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chat_core::clock::{Clock, SystemClock};
+use chat_core::config::{Config, ConfigError, vars};
+use chat_core::domain::AgentRole;
+use chat_core::gateway::{ApiGatewayManagement, ManagementClients};
+use chat_core::storage::{
+    AuditStore, ConnectionStore, ConversationStore, DynamoStore, MemoryStore, MessageStore, RateLimitStore,
+    RetentionStore, SessionStore, SiteStore, StoreError, SubjectStore,
+};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// Everything the functions need from storage.
+pub trait Store:
+    SiteStore
+    + SessionStore
+    + MessageStore
+    + ConnectionStore
+    + ConversationStore
+    + SubjectStore
+    + RetentionStore
+    + AuditStore
+    + RateLimitStore
+    + Send
+    + Sync
+    + 'static
+{
+    /// Emulates DynamoDB's TTL sweeper where the store needs it (in memory).
+    fn sweep_expired(&self, _now: chat_core::clock::Timestamp) -> usize {
+        0
+    }
+}
+
+impl Store for MemoryStore {
+    fn sweep_expired(&self, now: chat_core::clock::Timestamp) -> usize {
+        self.purge_expired(now)
+    }
+}
+
+/// DynamoDB removes expired items itself.
+impl Store for DynamoStore {}
+
+/// How to run the gateway.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Where to listen (port 0: any free port).
+    pub listen: SocketAddr,
+    /// The WebSocket stage: clients connect to `ws://host/{stage}`.
+    pub stage: String,
+    /// DynamoDB instead of the in-memory store.
+    pub dynamodb_endpoint: Option<String>,
+    /// The table (created if missing on a loopback endpoint).
+    pub table: String,
+    /// The region (EU; any for loopback endpoints).
+    pub region: String,
+    /// How often the retention job (and, in memory, the TTL sweep) runs.
+    pub retention_every: Duration,
+    /// The demo site to create or update.
+    pub site: String,
+    /// Origins besides the gateway's own that may embed the demo site's widget.
+    pub extra_origins: Vec<String>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            stage: "local".into(),
+            dynamodb_endpoint: None,
+            table: "eurochat-local".into(),
+            region: "eu-central-1".into(),
+            retention_every: Duration::from_secs(300),
+            site: "demo".into(),
+            extra_origins: Vec::new(),
+        }
+    }
+}
+
+/// Why the gateway could not start or stopped badly.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// The address could not be bound or the server failed.
+    #[error("network: {0}")]
+    Io(#[from] std::io::Error),
+    /// The configuration was refused (same rules as the functions).
+    #[error("configuration: {0}")]
+    Config(#[from] ConfigError),
+    /// An option is wrong.
+    #[error("{0}")]
+    Option(String),
+    /// Storage failed while preparing the demo site.
+    #[error("storage: {0}")]
+    Store(#[from] StoreError),
+    /// The demo site or agent could not be created.
+    #[error("demo site: {0}")]
+    Seed(#[from] eurochat_admin::AdminError),
+}
+
+/// The demo agent every start (re)creates.
+pub const DEMO_AGENT: &str = "demo-agent";
+
+/// A running gateway.
+pub struct Running {
+    /// The bound address.
+    pub addr: SocketAddr,
+    /// The demo site.
+    pub site: String,
+    /// A 12-hour admin token of the demo agent.
+    pub agent_token: String,
+    /// `memory` or the DynamoDB endpoint.
+    pub storage: String,
+    stage: String,
+    connections: Arc<dyn Fn() -> Vec<String> + Send + Sync>,
+    stop: watch::Sender<bool>,
+    server: JoinHandle<std::io::Result<()>>,
+}
+
+impl Running {
+    /// `http://host:port`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The WebSocket URL clients connect to.
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/{}", self.addr, self.stage)
+    }
+
+    /// The management endpoint the functions post to.
+    pub fn management_endpoint(&self) -> String {
+        format!("{}/{}", self.base_url(), self.stage)
+    }
+
+    /// The demo host page with the visitor widget.
+    pub fn demo_url(&self) -> String {
+        format!("{}/demo", self.base_url())
+    }
+
+    /// The agent console, signed in as the demo agent (the token stays in the fragment,
+    /// which browsers never send to a server).
+    pub fn console_url(&self) -> String {
+        format!("{}/console#token={}", self.base_url(), self.agent_token)
+    }
+
+    /// The ids of the open WebSocket connections (for tests and diagnostics).
+    pub fn connection_ids(&self) -> Vec<String> {
+        (self.connections)()
+    }
+
+    /// Stops accepting, closes every WebSocket (running `$disconnect`), and waits.
+    pub async fn stop(self) -> Result<(), GatewayError> {
+        let _ = self.stop.send(true);
+        match self.server.await {
+            Ok(result) => Ok(result?),
+            Err(e) => Err(GatewayError::Io(std::io::Error::other(e))),
+        }
+    }
+}
+
+/// The state every route shares.
+pub(crate) struct App<S> {
+    pub(crate) store: S,
+    pub(crate) config: Config,
+    pub(crate) clock: SystemClock,
+    pub(crate) gateways: ManagementClients,
+    pub(crate) erase_gateway: Arc<ApiGatewayManagement>,
+    pub(crate) conns: ws::Connections,
+    pub(crate) domain: String,
+    pub(crate) stage: String,
+    pub(crate) site: String,
+    pub(crate) cors_origins: Vec<String>,
+}
+
+fn random_secret() -> String {
+    let mut b = [0u8; 32];
+    // Without the OS generator nothing secret can be made; refuse rather than weaken.
+    getrandom::fill(&mut b).expect("the OS random generator is available");
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn is_loopback_url(u: &str) -> bool {
+    url::Url::parse(u).is_ok_and(|u| match u.host() {
+        Some(url::Host::Domain(d)) => d == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    })
+}
+
+/// The functions' configuration for this gateway, through the same validation
+/// as in Lambda. Secrets come from the environment when set (so tokens and
+/// pseudonyms survive restarts on a persistent store), else are random per run.
+fn config(options: &Options, own_endpoint: &str) -> Result<Config, ConfigError> {
+    let agent_secret = std::env::var(vars::AGENT_TOKEN_SECRET).unwrap_or_else(|_| random_secret());
+    let pseudonym_key = std::env::var(vars::PSEUDONYM_KEY).unwrap_or_else(|_| random_secret());
+    let local_dynamo = options.dynamodb_endpoint.as_deref().filter(|u| is_loopback_url(u));
+    Config::from_lookup(|k| match k {
+        vars::REGION => Some(options.region.clone()),
+        vars::TABLE_NAME => Some(options.table.clone()),
+        vars::LOCAL_MODE => Some(local_dynamo.is_some().to_string()),
+        vars::DYNAMODB_ENDPOINT => local_dynamo.map(str::to_owned),
+        vars::APIGW_ENDPOINT => local_dynamo.map(|_| own_endpoint.to_owned()),
+        vars::AGENT_TOKEN_SECRET => Some(agent_secret.clone()),
+        vars::AGENT_TOKEN_SECRET_PREVIOUS | vars::WS_MANAGEMENT_ENDPOINT => None,
+        vars::PSEUDONYM_KEY => Some(pseudonym_key.clone()),
+        // Every tab, reload and test run connects from 127.0.0.1.
+        vars::CONNECTS_PER_MINUTE => Some(std::env::var(k).unwrap_or_else(|_| "600".into())),
+        other => std::env::var(other).ok(),
+    })
+}
+
+/// Binds, prepares storage and the demo site, and serves until [`Running::stop`].
+pub async fn start(options: Options) -> Result<Running, GatewayError> {
+    if options.stage.is_empty() || !options.stage.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(GatewayError::Option("--stage must be letters and digits".into()));
+    }
+    let listener = TcpListener::bind(options.listen).await?;
+    let addr = listener.local_addr()?;
+    let own_endpoint = format!("http://{addr}/{}", options.stage);
+    let config = config(&options, &own_endpoint)?;
+    // The management client signs requests; locally any credentials do.
+    let local_sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(config.region.clone()))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            "local",
+            "local",
+            None,
+            None,
+            "eurochat-local-gateway",
+        ))
+        .load()
+        .await;
+    let gateways = ManagementClients::new(local_sdk.clone(), Some(own_endpoint.clone()));
+    let erase_gateway = gateways.for_endpoint(&own_endpoint);
+    let mut origins = vec![format!("http://{addr}")];
+    if addr.ip().is_loopback() {
+        origins.push(format!("http://localhost:{}", addr.port()));
+    }
+    origins.extend(options.extra_origins.iter().cloned());
+    let parts = Parts {
+        listener,
+        addr,
+        options: options.clone(),
+        gateways,
+        erase_gateway,
+        origins,
+    };
+    match &options.dynamodb_endpoint {
+        None => launch(parts, MemoryStore::new(), config, "memory".into()).await,
+        Some(endpoint) => {
+            let store = if config.local.is_some() {
+                let sdk = config.aws_sdk_config().await;
+                let store = config.dynamo_store(&sdk);
+                chat_core::storage::schema::create_table(store.client(), store.table()).await?;
+                store
+            } else {
+                if !endpoint.starts_with("https://") {
+                    return Err(GatewayError::Option(
+                        "--dynamodb-endpoint must be a loopback URL (moto, DynamoDB Local) or an https AWS endpoint"
+                            .into(),
+                    ));
+                }
+                let sdk = config.aws_sdk_config().await;
+                let conf = aws_sdk_dynamodb::config::Builder::from(&sdk)
+                    .endpoint_url(endpoint.clone())
+                    .build();
+                DynamoStore::new(aws_sdk_dynamodb::Client::from_conf(conf), config.table_name.clone())
+            };
+            launch(parts, store, config, endpoint.clone()).await
+        }
+    }
+}
+
+struct Parts {
+    listener: TcpListener,
+    addr: SocketAddr,
+    options: Options,
+    gateways: ManagementClients,
+    erase_gateway: Arc<ApiGatewayManagement>,
+    origins: Vec<String>,
+}
+
+async fn launch<S: Store>(parts: Parts, store: S, config: Config, storage: String) -> Result<Running, GatewayError> {
+    let now = SystemClock.now();
+    let spec = eurochat_admin::SiteSpec {
+        id: parts.options.site.clone(),
+        name: Some("eurochat demo".into()),
+        origins: parts.origins.clone(),
+        ..Default::default()
+    };
+    eurochat_admin::put_site(&store, &spec, now).await?;
+    eurochat_admin::put_agent(
+        &store,
+        &parts.options.site,
+        DEMO_AGENT,
+        "Demo Agent",
+        AgentRole::Admin,
+        true,
+        now,
+    )
+    .await?;
+    let agent_token =
+        eurochat_admin::mint_agent_token(&store, &config.agent_keys, &parts.options.site, DEMO_AGENT, 12, now).await?;
+    let app = Arc::new(App {
+        store,
+        config,
+        clock: SystemClock,
+        gateways: parts.gateways,
+        erase_gateway: parts.erase_gateway,
+        conns: ws::Connections::default(),
+        domain: parts.addr.to_string(),
+        stage: parts.options.stage.clone(),
+        site: parts.options.site.clone(),
+        cors_origins: parts.origins,
+    });
+    let (stop, stopped) = watch::channel(false);
+    let router = axum::Router::new()
+        .merge(ws::routes::<S>(&app.stage))
+        .merge(http_api::routes::<S>())
+        .merge(pages::routes::<S>())
+        .with_state(Arc::clone(&app));
+    let timer = tokio::spawn(retention_timer(Arc::clone(&app), parts.options.retention_every, stopped.clone()));
+    let server = tokio::spawn({
+        let app = Arc::clone(&app);
+        let mut stopped = stopped;
+        async move {
+            let shutdown = async move {
+                let _ = stopped.wait_for(|s| *s).await;
+                // Upgraded connections outlive the HTTP server's graceful shutdown; close them
+                // the way API Gateway does when a stage goes away, so `$disconnect` runs.
+                ws::close_all(&app).await;
+            };
+            let result = axum::serve(
+                parts.listener,
+                router.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(shutdown)
+            .await;
+            timer.abort();
+            result
+        }
+    });
+    tracing::info!(storage = %storage, addr = %parts.addr, "local gateway started");
+    Ok(Running {
+        addr: parts.addr,
+        site: parts.options.site,
+        agent_token,
+        storage,
+        stage: parts.options.stage,
+        connections: {
+            let app = Arc::clone(&app);
+            Arc::new(move || app.conns.ids())
+        },
+        stop,
+        server,
+    })
+}
+
+/// Runs the retention job (and the in-memory TTL sweep) every `every`, as the
+/// EventBridge schedule does in AWS.
+async fn retention_timer<S: Store>(app: Arc<App<S>>, every: Duration, mut stopped: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(every);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stopped.wait_for(|s| *s) => return,
+        }
+        let now = app.clock.now();
+        let swept = app.store.sweep_expired(now);
+        match retention::handle(serde_json::json!({}), &app.store, &app.clock, &app.config.policy_limit).await {
+            Ok(s) => tracing::info!(
+                swept,
+                conversations = s.conversations_erased,
+                ips = s.ips_removed,
+                orphans = s.orphans_deleted,
+                "retention run"
+            ),
+            Err(e) => tracing::warn!(error = %e, "retention run failed"),
+        }
+    }
+}
