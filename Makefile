@@ -6,10 +6,12 @@ VENV := .venv
 PYTHON ?= python3
 CARGO ?= cargo
 
-.PHONY: help setup check-tools fmt-check clippy lint-template lambda-build unit test
+.PHONY: help setup chromium check-tools fmt-check clippy lint-template lambda-build unit test run
 
 help:
-	@echo "make setup   install the Python test tools (moto, cfn-lint) into $(VENV)"
+	@echo "make setup   install the test tools: Python (moto, cfn-lint, cargo-lambda) into $(VENV),"
+	@echo "             playwright-core into tests/browser, Debian's chromium"
+	@echo "make run     the local gateway with the demo widget and agent console (cargo run -p local-gateway)"
 	@echo "make test    setup + fmt check + clippy -D warnings + cfn-lint + arm64 Lambda builds + every test (what CI runs)"
 
 # The venv is rebuilt whenever the pinned requirements change.
@@ -18,7 +20,24 @@ $(VENV)/.installed: requirements-dev.txt
 	$(VENV)/bin/pip install --disable-pip-version-check --quiet --requirement requirements-dev.txt
 	touch $@
 
-setup: $(VENV)/.installed check-tools
+# playwright-core only, at the locked version; the browser is Debian's (npm cannot
+# download browsers here, and need not).
+BROWSER_DIR := tests/browser
+$(BROWSER_DIR)/node_modules/.installed: $(BROWSER_DIR)/package-lock.json
+	@command -v npm >/dev/null || { echo "error: npm is not installed (Node.js 20+ is required)" >&2; exit 1; }
+	npm ci --prefix $(BROWSER_DIR) --no-audit --no-fund
+	touch $@
+
+# Debian's chromium for the browser test, installed if missing (root, or sudo).
+CHROMIUM ?= /usr/bin/chromium
+chromium:
+	@if [ ! -x "$(CHROMIUM)" ]; then \
+	  sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+	  echo "installing Debian's chromium"; \
+	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq chromium >/dev/null; \
+	fi
+
+setup: $(VENV)/.installed $(BROWSER_DIR)/node_modules/.installed chromium check-tools
 
 # Fails loudly, never skips: a missing tool is an error with the command that fixes it.
 check-tools:
@@ -28,6 +47,9 @@ check-tools:
 	@command -v $(CARGO) >/dev/null || { echo "error: cargo is not installed" >&2; exit 1; }
 	@$(CARGO) fmt --version >/dev/null || { echo "error: rustfmt is missing (rustup component add rustfmt)" >&2; exit 1; }
 	@$(CARGO) clippy --version >/dev/null || { echo "error: clippy is missing (rustup component add clippy)" >&2; exit 1; }
+	@command -v node >/dev/null || { echo "error: node is not installed (Node.js 20+ is required)" >&2; exit 1; }
+	@test -d $(BROWSER_DIR)/node_modules/playwright-core || { echo "error: playwright-core is missing; run 'make setup'" >&2; exit 1; }
+	@test -x "$(CHROMIUM)" || { echo "error: $(CHROMIUM) is missing; run 'make setup' (apt-get install -y chromium)" >&2; exit 1; }
 
 fmt-check:
 	$(CARGO) fmt --all -- --check
@@ -49,13 +71,16 @@ lambda-build: setup
 	  printf '  %-16s %s bytes\n' "$$f" "$$(stat -c %s target/lambda/$$f/bootstrap)"; \
 	done
 
+run:
+	$(CARGO) run -p local-gateway
+
 # Tests that need moto start it themselves on a free loopback port (tests/src/moto.rs,
 # through tests/moto_serial.py).
 # The last line totals every test binary's result, so the run ends on the real count
 # rather than on cargo's (empty) doc-test summary.
 unit: setup
 	mkdir -p target
-	EUROCHAT_MOTO_PYTHON=$(CURDIR)/$(VENV)/bin/python $(CARGO) test --workspace --locked 2>&1 | tee target/test-output.log
+	EUROCHAT_MOTO_PYTHON=$(CURDIR)/$(VENV)/bin/python CHROMIUM=$(CHROMIUM) $(CARGO) test --workspace --locked 2>&1 | tee target/test-output.log
 	@awk '/^test result:/ {p += $$4; f += $$6} END {printf "tests: %d passed, %d failed\n", p, f}' target/test-output.log
 
 test: setup fmt-check clippy lint-template lambda-build unit

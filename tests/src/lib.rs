@@ -10,6 +10,7 @@
 //! - [`fixtures`]: sites, sessions and messages for tests.
 //! - [`gdpr_flows`]: GDPR export, erasure and the retention job as flows, on both stores.
 //! - [`requests`]: counts the DynamoDB requests a store operation makes.
+//! - [`wire`]: HTTP and WebSocket clients of a running local gateway.
 
 #![warn(missing_docs)]
 
@@ -21,3 +22,4 @@ pub mod fixtures;
 pub mod gdpr_flows;
 pub mod moto;
 pub mod requests;
+pub mod wire;

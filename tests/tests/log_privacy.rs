@@ -317,3 +317,101 @@ async fn dynamodb_handler_flow_logs_nothing_personal() {
     let (_chat, secrets) = handler_flow(backend).await;
     assert_handler_logs_clean(&logs, &secrets);
 }
+
+/// GIVEN the local gateway logging at TRACE WHEN a visitor from 127.0.0.77 fills the
+/// pre-chat form, chats over a real WebSocket, exports and erases themselves THEN the
+/// gateway's and the handlers' logs hold none of their values. On a current-thread
+/// runtime every task the gateway spawns logs into this test's capture.
+#[tokio::test(flavor = "current_thread")]
+async fn local_gateway_logs_nothing_personal() {
+    use eurochat_tests::wire;
+    use futures::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let logs = CapturedLogs::new();
+    let _guard = tracing::subscriber::set_default(json_subscriber_with(logs.clone(), filter_at("trace")));
+    let g = local_gateway::start(local_gateway::Options {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let visitor_ip: std::net::IpAddr = "127.0.0.77".parse().unwrap();
+    let origin = g.base_url();
+    let consent = serde_json::json!({"purpose": "support-follow-up", "policyVersion": "2026-01"});
+    let r = wire::post(
+        g.addr,
+        Some(visitor_ip),
+        "/v1/sessions",
+        &origin,
+        None,
+        &serde_json::json!({"siteId": g.site, "prechat": {"name": NAME, "email": EMAIL, "consent": consent}}),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let token = r.body["token"].as_str().unwrap().to_owned();
+    let (mut socket, _) = wire::connect(g.addr, Some(visitor_ip), &g.ws_url(), &origin, &token)
+        .await
+        .unwrap();
+    let frame = serde_json::json!({"action": "sendMessage", "clientMsgId": "m-1", "text": TEXT});
+    socket.send(Message::text(frame.to_string())).await.unwrap();
+    assert_eq!(wire::next_json(&mut socket).await["type"], "ack");
+    socket.send(Message::text("{\"action\":\"nope\"}")).await.unwrap();
+    assert_eq!(wire::next_json(&mut socket).await["code"], "unknown_action");
+    let export = wire::post(
+        g.addr,
+        Some(visitor_ip),
+        "/v1/gdpr/export",
+        &origin,
+        Some(&token),
+        &serde_json::json!({}),
+    )
+    .await;
+    let exported = export.body.to_string();
+    assert!(exported.contains(TEXT), "the export holds the text");
+    assert!(
+        exported.contains("127.0.0.0/24"),
+        "the gateway reported the visitor's source IP"
+    );
+    let erased = wire::post(
+        g.addr,
+        Some(visitor_ip),
+        "/v1/gdpr/erase",
+        &origin,
+        Some(&token),
+        &serde_json::json!({}),
+    )
+    .await;
+    assert_eq!(erased.status, 200);
+    assert_eq!(wire::close_code(&mut socket).await, Some(1000));
+    let agent_token = g.agent_token.clone();
+    g.stop().await.unwrap();
+
+    let text = logs.text();
+    for expected in [
+        "local gateway started",
+        "connected",
+        "frame refused",
+        "session response",
+    ] {
+        assert!(text.contains(expected), "the capture saw {expected:?}:\n{text}");
+    }
+    let session_id = r.body["sessionId"].as_str().unwrap();
+    let secret = token.rsplit('.').next().unwrap();
+    for value in [
+        TEXT,
+        EMAIL,
+        NAME,
+        "127.0.0.77",
+        "127.0.0.0/24",
+        token.as_str(),
+        secret,
+        session_id,
+        &agent_token,
+    ] {
+        assert!(
+            !text.contains(value),
+            "personal value {value:?} appears in the logs:\n{text}"
+        );
+    }
+}

@@ -207,7 +207,11 @@ pub struct HttpRequestParts<'a> {
 }
 
 /// The payload-2.0 event for `parts` on the route `route_key` (`POST /v1/sessions`).
-pub fn http(parts: &HttpRequestParts<'_>, route_key: &str, now: i64) -> Result<ApiGatewayV2httpRequest, serde_json::Error> {
+pub fn http(
+    parts: &HttpRequestParts<'_>,
+    route_key: &str,
+    now: i64,
+) -> Result<ApiGatewayV2httpRequest, serde_json::Error> {
     let (headers, _) = headers_json(parts.headers, &["cookie"]);
     let cookies: Vec<String> = parts
         .headers
@@ -344,7 +348,10 @@ mod tests {
         assert!(e.headers.get("cookie").is_none());
         assert_eq!(e.body.as_deref(), Some(r#"{"siteId":"demo"}"#));
         assert_eq!(e.request_context.http.source_ip.as_deref(), Some("::1"));
-        let binary = HttpRequestParts { body: &[0xc3, 0x28], ..parts };
+        let binary = HttpRequestParts {
+            body: &[0xc3, 0x28],
+            ..parts
+        };
         assert!(http(&binary, "POST /v1/sessions", 5).unwrap().is_base64_encoded);
     }
 }

@@ -29,8 +29,10 @@ const MAX_BODY_BYTES: usize = 10 * 1024 * 1024;
 
 pub(crate) fn routes<S: Store>() -> axum::Router<Arc<App<S>>> {
     let route = |f: Function| {
-        post(move |state, peer, method, uri, query, headers, body| call::<S>(f, state, peer, method, uri, query, headers, body))
-            .options(move |state: State<Arc<App<S>>>, headers: HeaderMap| async move { preflight(&state, &headers) })
+        post(move |state, peer, method, uri, query, headers, body| {
+            call::<S>(f, state, peer, method, uri, query, headers, body)
+        })
+        .options(move |state: State<Arc<App<S>>>, headers: HeaderMap| async move { preflight(&state, &headers) })
     };
     axum::Router::new()
         .route("/v1/sessions", route(Function::CreateSession))
@@ -55,8 +57,14 @@ fn preflight<S>(app: &App<S>, headers: &HeaderMap) -> Response {
         StatusCode::NO_CONTENT,
         [
             ("access-control-allow-origin", origin),
-            ("access-control-allow-methods", HeaderValue::from_static("POST, OPTIONS")),
-            ("access-control-allow-headers", HeaderValue::from_static("content-type, authorization")),
+            (
+                "access-control-allow-methods",
+                HeaderValue::from_static("POST, OPTIONS"),
+            ),
+            (
+                "access-control-allow-headers",
+                HeaderValue::from_static("content-type, authorization"),
+            ),
             ("access-control-allow-credentials", HeaderValue::from_static("true")),
             ("access-control-max-age", HeaderValue::from_static("600")),
             ("vary", HeaderValue::from_static("origin")),

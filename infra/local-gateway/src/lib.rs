@@ -342,7 +342,11 @@ async fn launch<S: Store>(parts: Parts, store: S, config: Config, storage: Strin
         .merge(http_api::routes::<S>())
         .merge(pages::routes::<S>())
         .with_state(Arc::clone(&app));
-    let timer = tokio::spawn(retention_timer(Arc::clone(&app), parts.options.retention_every, stopped.clone()));
+    let timer = tokio::spawn(retention_timer(
+        Arc::clone(&app),
+        parts.options.retention_every,
+        stopped.clone(),
+    ));
     let server = tokio::spawn({
         let app = Arc::clone(&app);
         let mut stopped = stopped;

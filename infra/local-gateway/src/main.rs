@@ -62,7 +62,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("  agent console      {}", running.console_url());
     println!("  WebSocket API      {}", running.ws_url());
     println!("  HTTP API           {}/v1", running.base_url());
-    println!("  @connections       {}/@connections/{{id}}", running.management_endpoint());
+    println!(
+        "  @connections       {}/@connections/{{id}}",
+        running.management_endpoint()
+    );
     println!("  demo agent token   {}", running.agent_token);
     println!("Ctrl-C stops.");
     shutdown_signal().await;

@@ -20,11 +20,26 @@ const CSS: &str = include_str!("../web/eurochat.css");
 
 pub(crate) fn routes<S: Store>() -> axum::Router<Arc<App<S>>> {
     axum::Router::new()
-        .route("/", get(|State(app): State<Arc<App<S>>>| async move { page(&app, INDEX) }))
-        .route("/demo", get(|State(app): State<Arc<App<S>>>| async move { page(&app, DEMO) }))
-        .route("/console", get(|State(app): State<Arc<App<S>>>| async move { page(&app, CONSOLE) }))
-        .route("/widget.js", get(|| async { asset("text/javascript; charset=utf-8", WIDGET_JS) }))
-        .route("/console.js", get(|| async { asset("text/javascript; charset=utf-8", CONSOLE_JS) }))
+        .route(
+            "/",
+            get(|State(app): State<Arc<App<S>>>| async move { page(&app, INDEX) }),
+        )
+        .route(
+            "/demo",
+            get(|State(app): State<Arc<App<S>>>| async move { page(&app, DEMO) }),
+        )
+        .route(
+            "/console",
+            get(|State(app): State<Arc<App<S>>>| async move { page(&app, CONSOLE) }),
+        )
+        .route(
+            "/widget.js",
+            get(|| async { asset("text/javascript; charset=utf-8", WIDGET_JS) }),
+        )
+        .route(
+            "/console.js",
+            get(|| async { asset("text/javascript; charset=utf-8", CONSOLE_JS) }),
+        )
         .route("/eurochat.css", get(|| async { asset("text/css; charset=utf-8", CSS) }))
 }
 

@@ -153,7 +153,12 @@ async fn upgrade<S: Store>(
         .on_upgrade(move |socket| serve(app, conn, socket, rx))
 }
 
-async fn serve<S: Store>(app: Arc<App<S>>, conn: Arc<Conn>, socket: WebSocket, mut rx: mpsc::UnboundedReceiver<Outgoing>) {
+async fn serve<S: Store>(
+    app: Arc<App<S>>,
+    conn: Arc<Conn>,
+    socket: WebSocket,
+    mut rx: mpsc::UnboundedReceiver<Outgoing>,
+) {
     let (mut sink, mut stream) = socket.split();
     let writer = tokio::spawn(async move {
         while let Some(out) = rx.recv().await {
@@ -237,7 +242,10 @@ async fn run_disconnect<S: Store>(app: &App<S>, ctx: &WsContext, code: i64, reas
 fn gone() -> Response {
     (
         StatusCode::GONE,
-        [("x-amzn-errortype", "GoneException"), ("content-type", "application/json")],
+        [
+            ("x-amzn-errortype", "GoneException"),
+            ("content-type", "application/json"),
+        ],
         r#"{"message":"connection is gone"}"#,
     )
         .into_response()

@@ -5,14 +5,11 @@
 use std::time::Duration;
 
 use aws_sdk_apigatewaymanagement::operation::post_to_connection::PostToConnectionError;
-use futures::{SinkExt, StreamExt};
+use eurochat_tests::wire::{self, Socket, close_code, next_json};
+use futures::SinkExt;
 use local_gateway::{Options, Running, start};
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::{self, Message};
-
-type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+use tokio_tungstenite::tungstenite::Message;
 
 async fn gateway(dynamodb: bool) -> Running {
     let dynamodb_endpoint = dynamodb.then(|| eurochat_tests::moto::moto().endpoint().to_owned());
@@ -26,23 +23,9 @@ async fn gateway(dynamodb: bool) -> Running {
     .expect("gateway starts")
 }
 
-/// A plain HTTP/1.1 POST (no client library needed for three routes).
 async fn post(g: &Running, path: &str, origin: &str, bearer: Option<&str>, body: &Value) -> (u16, String, Value) {
-    let mut stream = tokio::net::TcpStream::connect(g.addr).await.unwrap();
-    let body = body.to_string();
-    let auth = bearer.map(|t| format!("authorization: Bearer {t}\r\n")).unwrap_or_default();
-    let req = format!(
-        "POST {path} HTTP/1.1\r\nhost: {}\r\norigin: {origin}\r\ncontent-type: application/json\r\n{auth}content-length: {}\r\nconnection: close\r\n\r\n{body}",
-        g.addr,
-        body.len()
-    );
-    stream.write_all(req.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await.unwrap();
-    let text = String::from_utf8(raw).unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap();
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    (status, head.to_lowercase(), serde_json::from_str(body).unwrap_or(Value::Null))
+    let r = wire::post(g.addr, None, path, origin, bearer, body).await;
+    (r.status, r.head, r.body)
 }
 
 async fn session(g: &Running) -> String {
@@ -53,44 +36,7 @@ async fn session(g: &Running) -> String {
 }
 
 async fn ws(g: &Running, token: &str, origin: &str) -> Result<(Socket, Option<String>), u16> {
-    let mut req = g.ws_url().into_client_request().unwrap();
-    let h = req.headers_mut();
-    h.insert("origin", origin.parse().unwrap());
-    h.insert("sec-websocket-protocol", format!("eurochat.v1, {token}").parse().unwrap());
-    match tokio_tungstenite::connect_async(req).await {
-        Ok((socket, resp)) => {
-            let proto = resp
-                .headers()
-                .get("sec-websocket-protocol")
-                .map(|v| v.to_str().unwrap().to_owned());
-            Ok((socket, proto))
-        }
-        Err(tungstenite::Error::Http(resp)) => Err(resp.status().as_u16()),
-        Err(e) => panic!("handshake failed oddly: {e}"),
-    }
-}
-
-async fn next_json(s: &mut Socket) -> Value {
-    loop {
-        let msg = tokio::time::timeout(Duration::from_secs(10), s.next())
-            .await
-            .expect("a frame within 10 s")
-            .expect("open")
-            .expect("no error");
-        if let Message::Text(t) = msg {
-            return serde_json::from_str(&t).unwrap();
-        }
-    }
-}
-
-async fn close_code(s: &mut Socket) -> Option<u16> {
-    loop {
-        match tokio::time::timeout(Duration::from_secs(10), s.next()).await.expect("closes within 10 s") {
-            Some(Ok(Message::Close(f))) => return f.map(|f| u16::from(f.code)),
-            Some(Ok(_)) => continue,
-            _ => return None,
-        }
-    }
+    wire::connect(g.addr, None, &g.ws_url(), origin, token).await
 }
 
 async fn management(g: &Running) -> aws_sdk_apigatewaymanagement::Client {
@@ -111,20 +57,32 @@ async fn management(g: &Running) -> aws_sdk_apigatewaymanagement::Client {
 async fn websocket_semantics(dynamodb: bool) {
     let g = gateway(dynamodb).await;
     let token = session(&g).await;
-    assert_eq!(ws(&g, "vt1.nonsense", &g.base_url()).await.err(), Some(401), "bad token");
+    assert_eq!(
+        ws(&g, "vt1.nonsense", &g.base_url()).await.err(),
+        Some(401),
+        "bad token"
+    );
     assert_eq!(
         ws(&g, &token, "https://elsewhere.example").await.err(),
         Some(403),
         "foreign origin"
     );
     let (mut visitor, proto) = ws(&g, &token, &g.base_url()).await.expect("visitor connects");
-    assert_eq!(proto.as_deref(), Some("eurochat.v1"), "subprotocol selected, token not echoed");
+    assert_eq!(
+        proto.as_deref(),
+        Some("eurochat.v1"),
+        "subprotocol selected, token not echoed"
+    );
     let (mut agent, _) = ws(&g, &g.agent_token, &g.base_url()).await.expect("agent connects");
 
     let frame = json!({"action": "sendMessage", "clientMsgId": "m-1", "text": "hello from the gateway test"});
     visitor.send(Message::text(frame.to_string())).await.unwrap();
     let ack = next_json(&mut visitor).await;
-    assert_eq!((ack["type"].as_str(), ack["seq"].as_u64()), (Some("ack"), Some(1)), "{ack}");
+    assert_eq!(
+        (ack["type"].as_str(), ack["seq"].as_u64()),
+        (Some("ack"), Some(1)),
+        "{ack}"
+    );
     let got = next_json(&mut agent).await;
     assert_eq!(got["message"]["text"], "hello from the gateway test", "{got}");
 
@@ -132,13 +90,21 @@ async fn websocket_semantics(dynamodb: bool) {
         .send(Message::text(json!({"action": "dance"}).to_string()))
         .await
         .unwrap();
-    assert_eq!(next_json(&mut visitor).await["code"], "unknown_action", "$default route");
+    assert_eq!(
+        next_json(&mut visitor).await["code"],
+        "unknown_action",
+        "$default route"
+    );
     visitor.send(Message::text("not json")).await.unwrap();
     assert_eq!(next_json(&mut visitor).await["code"], "invalid_json");
 
     let big = json!({"action": "sendMessage", "clientMsgId": "m-2", "text": "x".repeat(33 * 1024)});
     visitor.send(Message::text(big.to_string())).await.unwrap();
-    assert_eq!(close_code(&mut visitor).await, Some(1009), "frames over 32 KB close the connection");
+    assert_eq!(
+        close_code(&mut visitor).await,
+        Some(1009),
+        "frames over 32 KB close the connection"
+    );
 
     agent.close(None).await.unwrap();
     g.stop().await.unwrap();
@@ -179,7 +145,12 @@ async fn connections_endpoint_speaks_the_management_api() {
     let info = client.get_connection().connection_id(id).send().await.expect("get");
     assert_eq!(info.identity().and_then(|i| i.source_ip()), Some("127.0.0.1"));
     assert!(info.connected_at().is_some() && info.last_active_at().is_some());
-    client.delete_connection().connection_id(id).send().await.expect("delete");
+    client
+        .delete_connection()
+        .connection_id(id)
+        .send()
+        .await
+        .expect("delete");
     assert_eq!(close_code(&mut visitor).await, Some(1000));
     let gone = client
         .post_to_connection()
@@ -190,7 +161,13 @@ async fn connections_endpoint_speaks_the_management_api() {
         .unwrap_err()
         .into_service_error();
     assert!(matches!(gone, PostToConnectionError::GoneException(_)), "{gone:?}");
-    let gone = client.delete_connection().connection_id(id).send().await.unwrap_err().into_service_error();
+    let gone = client
+        .delete_connection()
+        .connection_id(id)
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
     assert!(matches!(gone, DeleteConnectionError::GoneException(_)), "{gone:?}");
     assert!(g.connection_ids().is_empty());
     g.stop().await.unwrap();
@@ -237,13 +214,54 @@ async fn http_routes_answer_with_the_functions_status_and_cors() {
     let (status, head, body) = post(&g, "/v1/sessions", &g.base_url(), None, &json!({"siteId": g.site})).await;
     assert_eq!(status, 201, "{body}");
     assert!(head.contains(&format!("access-control-allow-origin: {}", g.base_url())));
-    let (status, head, body) = post(&g, "/v1/sessions", "https://evil.example", None, &json!({"siteId": g.site})).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (403, Some("origin_not_allowed")));
+    let (status, head, body) = post(
+        &g,
+        "/v1/sessions",
+        "https://evil.example",
+        None,
+        &json!({"siteId": g.site}),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("origin_not_allowed"))
+    );
     assert!(!head.contains("access-control-allow-origin"));
     let (status, _, body) = post(&g, "/v1/gdpr/export", &g.base_url(), None, &json!({})).await;
     assert_eq!((status, body["error"]["code"].as_str()), (401, Some("unauthorized")));
-    let (status, _, body) = post(&g, "/v1/gdpr/export", &g.base_url(), Some(&g.agent_token), &json!({"visitorId": "vis_00000000000000000000000000000000"})).await;
+    let (status, _, body) = post(
+        &g,
+        "/v1/gdpr/export",
+        &g.base_url(),
+        Some(&g.agent_token),
+        &json!({"visitorId": "vis_00000000000000000000000000000000"}),
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["schema"], "eurochat.gdpr-export/1");
     g.stop().await.unwrap();
+}
+
+/// GIVEN a gateway with a short retention period WHEN time passes THEN the retention job
+/// (and the in-memory TTL sweep) runs on every tick, as the EventBridge schedule does.
+#[tokio::test(flavor = "current_thread")]
+async fn retention_runs_on_its_timer() {
+    use chat_core::telemetry::{CapturedLogs, filter_at, json_subscriber_with};
+    let logs = CapturedLogs::new();
+    let _guard = tracing::subscriber::set_default(json_subscriber_with(logs.clone(), filter_at("info")));
+    let g = start(Options {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        retention_every: Duration::from_millis(200),
+        ..Options::default()
+    })
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    g.stop().await.unwrap();
+    let runs = logs.text().matches("retention run finished").count();
+    assert!(
+        runs >= 2,
+        "{runs} runs in 900 ms with a 200 ms period:\n{}",
+        logs.text()
+    );
 }
