@@ -15,6 +15,9 @@ use serde_json::{Map, Value, json};
 /// API Gateway's limit on one WebSocket frame.
 pub const MAX_FRAME_BYTES: usize = 32 * 1024;
 
+/// API Gateway's limit on one WebSocket message (a client splits a longer one into frames).
+pub const MAX_MESSAGE_BYTES: usize = 128 * 1024;
+
 /// API Gateway's limit on a message posted to `@connections`.
 pub const MAX_POST_BYTES: usize = 128 * 1024;
 

@@ -2,8 +2,9 @@
 //!
 //! API Gateway's semantics, as the functions rely on them: `$connect` runs before
 //! the handshake completes and a non-200 answer refuses it with that status;
-//! each text or binary frame is routed by its `action` (else `$default`) to the
-//! message function; frames over 32 KB close the connection (1009); a closed
+//! each text or binary message is routed by its `action` (else `$default`) to
+//! the message function; a frame over 32 KB, or a message over 128 KB (a client
+//! may split a message into frames), closes the connection with 1009; a closed
 //! connection runs `$disconnect`. The functions answer only through
 //! `POST /{stage}/@connections/{id}`; `GET` describes a connection and `DELETE`
 //! closes it; an unknown id is `410 GoneException`.
@@ -25,7 +26,7 @@ use chat_core::clock::Clock;
 use futures::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 
-use crate::events::{self, MAX_FRAME_BYTES, MAX_POST_BYTES, WsContext};
+use crate::events::{self, MAX_FRAME_BYTES, MAX_MESSAGE_BYTES, MAX_POST_BYTES, WsContext};
 use crate::{App, Store};
 
 /// What the gateway sends to one client.
@@ -143,7 +144,8 @@ async fn upgrade<S: Store>(
     let failed_app = Arc::clone(&app);
     let failed_ctx = ctx.clone();
     ws.protocols(selected)
-        .max_message_size(MAX_FRAME_BYTES * 4)
+        .max_frame_size(MAX_FRAME_BYTES)
+        .max_message_size(MAX_MESSAGE_BYTES)
         .on_failed_upgrade(move |_| {
             tokio::spawn(async move {
                 failed_app.conns.lock().remove(&failed_ctx.connection_id);
@@ -191,16 +193,16 @@ async fn serve<S: Store>(
                 break;
             }
             Ok(_) => continue,
-            Err(_) => {
-                close = (1006, "Connection lost");
+            Err(e) => {
+                close = if is_too_big(&e) {
+                    let _ = conn.tx.send(Outgoing::Close(1009, "Message too big"));
+                    (1009, "Message too big")
+                } else {
+                    (1006, "Connection lost")
+                };
                 break;
             }
         };
-        if frame.len() > MAX_FRAME_BYTES {
-            let _ = conn.tx.send(Outgoing::Close(1009, "Message too big"));
-            close = (1009, "Message too big");
-            break;
-        }
         let now = app.clock.now().millis();
         *conn.last_active.lock().unwrap_or_else(|e| e.into_inner()) = now;
         let route = events::route_key(&frame, &routes);
@@ -227,6 +229,19 @@ async fn serve<S: Store>(
     }
     // The writer ends once the close is sent or every sender is gone.
     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), writer).await;
+}
+
+/// Whether the socket failed on the frame or message size limit.
+fn is_too_big(e: &axum::Error) -> bool {
+    use std::error::Error as _;
+    let mut source = e.source();
+    while let Some(err) = source {
+        if let Some(t) = err.downcast_ref::<tokio_tungstenite::tungstenite::Error>() {
+            return matches!(t, tokio_tungstenite::tungstenite::Error::Capacity(_));
+        }
+        source = err.source();
+    }
+    false
 }
 
 async fn run_disconnect<S: Store>(app: &App<S>, ctx: &WsContext, code: i64, reason: &str) {

@@ -10,6 +10,8 @@ use futures::SinkExt;
 use local_gateway::{Options, Running, start};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 
 async fn gateway(dynamodb: bool) -> Running {
     let dynamodb_endpoint = dynamodb.then(|| eurochat_tests::moto::moto().endpoint().to_owned());
@@ -97,6 +99,29 @@ async fn websocket_semantics(dynamodb: bool) {
     );
     visitor.send(Message::text("not json")).await.unwrap();
     assert_eq!(next_json(&mut visitor).await["code"], "invalid_json");
+
+    // A 40 KB message split into two 20 KB frames passes API Gateway's frame limit and
+    // reaches the function, which refuses it; the connection stays open.
+    let long = json!({"action": "sendMessage", "clientMsgId": "m-3", "text": "y".repeat(40 * 1024)}).to_string();
+    let (head, tail) = long.as_bytes().split_at(long.len() / 2);
+    visitor
+        .send(Message::Frame(Frame::message(
+            head.to_vec(),
+            OpCode::Data(Data::Text),
+            false,
+        )))
+        .await
+        .unwrap();
+    visitor
+        .send(Message::Frame(Frame::message(
+            tail.to_vec(),
+            OpCode::Data(Data::Continue),
+            true,
+        )))
+        .await
+        .unwrap();
+    let refused = next_json(&mut visitor).await;
+    assert_eq!(refused["code"], "payload_too_large", "{refused}");
 
     let big = json!({"action": "sendMessage", "clientMsgId": "m-2", "text": "x".repeat(33 * 1024)});
     visitor.send(Message::text(big.to_string())).await.unwrap();
