@@ -5,7 +5,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use aws_lambda_events::apigw::ApiGatewayV2httpResponse;
-use aws_lambda_events::encodings::Body;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
@@ -142,16 +141,7 @@ async fn call<S: Store>(
 
 /// What API Gateway makes of a payload-2.0 response: `cookies` become `Set-Cookie` headers.
 fn http_response(r: ApiGatewayV2httpResponse) -> Response {
-    let status = u16::try_from(r.status_code)
-        .ok()
-        .and_then(|s| StatusCode::from_u16(s).ok())
-        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let body = match r.body {
-        Some(Body::Text(t)) => t.into_bytes(),
-        Some(Body::Binary(b)) => b,
-        _ => Vec::new(),
-    };
-    let mut resp = (status, body).into_response();
+    let mut resp = crate::function_response(r.status_code, r.body);
     let h = resp.headers_mut();
     for (k, v) in r.headers.iter() {
         h.insert(k.clone(), v.clone());

@@ -25,29 +25,14 @@ use chat_core::clock::{Clock, SystemClock};
 use chat_core::config::{Config, ConfigError, vars};
 use chat_core::domain::AgentRole;
 use chat_core::gateway::{ApiGatewayManagement, ManagementClients};
-use chat_core::storage::{
-    AuditStore, ConnectionStore, ConversationStore, DynamoStore, MemoryStore, MessageStore, RateLimitStore,
-    RetentionStore, SessionStore, SiteStore, StoreError, SubjectStore,
-};
+use chat_core::storage::{DynamoStore, MemoryStore, StoreError};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-/// Everything the functions need from storage.
-pub trait Store:
-    SiteStore
-    + SessionStore
-    + MessageStore
-    + ConnectionStore
-    + ConversationStore
-    + SubjectStore
-    + RetentionStore
-    + AuditStore
-    + RateLimitStore
-    + Send
-    + Sync
-    + 'static
-{
+/// What the gateway needs of storage: every capability the functions use,
+/// shared across tasks, and the TTL sweep where the store must emulate it.
+pub trait Store: chat_core::storage::Store + 'static {
     /// Emulates DynamoDB's TTL sweeper where the store needs it (in memory).
     fn sweep_expired(&self, _now: chat_core::clock::Timestamp) -> usize {
         0
@@ -178,6 +163,27 @@ impl Running {
             Err(e) => Err(GatewayError::Io(std::io::Error::other(e))),
         }
     }
+}
+
+/// The HTTP response for a function's status and body; both API Gateway response
+/// types carry these, and headers and cookies are added by the caller.
+pub(crate) fn function_response(
+    status_code: i64,
+    body: Option<aws_lambda_events::encodings::Body>,
+) -> axum::response::Response {
+    use aws_lambda_events::encodings::Body;
+    use axum::response::IntoResponse;
+    // A status API Gateway could not send is the function's bug: answer as API Gateway does.
+    let status = u16::try_from(status_code)
+        .ok()
+        .and_then(|s| axum::http::StatusCode::from_u16(s).ok())
+        .unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR);
+    let body = match body {
+        Some(Body::Text(t)) => t.into_bytes(),
+        Some(Body::Binary(b)) => b,
+        _ => Vec::new(),
+    };
+    (status, body).into_response()
 }
 
 /// The state every route shares.

@@ -15,7 +15,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use aws_lambda_events::apigw::ApiGatewayProxyResponse;
-use aws_lambda_events::encodings::Body;
 use axum::body::Bytes;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, Path, RawQuery, State};
@@ -71,16 +70,7 @@ pub(crate) fn routes<S: Store>(stage: &str) -> axum::Router<Arc<App<S>>> {
 }
 
 fn proxy_response(r: ApiGatewayProxyResponse) -> Response {
-    let status = u16::try_from(r.status_code)
-        .ok()
-        .and_then(|s| StatusCode::from_u16(s).ok())
-        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let body = match r.body {
-        Some(Body::Text(t)) => t.into_bytes(),
-        Some(Body::Binary(b)) => b,
-        _ => Vec::new(),
-    };
-    let mut resp = (status, body).into_response();
+    let mut resp = crate::function_response(r.status_code, r.body);
     for (k, v) in r.headers.iter() {
         resp.headers_mut().insert(k.clone(), v.clone());
     }
