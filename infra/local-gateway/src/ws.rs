@@ -172,7 +172,12 @@ async fn serve<S: Store>(
             }
         }
     });
-    let routes: Vec<&str> = message::ACTIONS.to_vec();
+    let deps = message::Deps {
+        store: &app.store,
+        gateways: &app.gateways,
+        clock: &app.clock,
+        config: &app.config,
+    };
     let mut close = (1005_i64, "");
     while let Some(next) = stream.next().await {
         let (frame, binary) = match next {
@@ -195,15 +200,9 @@ async fn serve<S: Store>(
         };
         let now = app.clock.now().millis();
         *conn.last_active.lock().unwrap_or_else(|e| e.into_inner()) = now;
-        let route = events::route_key(&frame, &routes);
+        let route = events::route_key(&frame, &message::ACTIONS);
         match events::message(&conn.ctx, &route, &frame, binary, now) {
             Ok(event) => {
-                let deps = message::Deps {
-                    store: &app.store,
-                    gateways: &app.gateways,
-                    clock: &app.clock,
-                    config: &app.config,
-                };
                 message::handle(event, &deps).await;
             }
             Err(e) => tracing::error!(error = %e, "could not build a message event"),
