@@ -275,6 +275,15 @@ impl Pseudonymizer {
     pub fn ip_key(&self, ip: std::net::IpAddr) -> String {
         self.hash("eurochat/ip/v1", &[&ip.to_string()])
     }
+
+    /// A short keyed hash of a source IP for security logs: stable within a
+    /// deployment (so an operator can group an attacker's requests), not
+    /// reversible without the key, and distinct from the rate-limit key.
+    pub fn ip_tag(&self, ip: std::net::IpAddr) -> String {
+        let mut h = self.hash("eurochat/ip-tag/v1", &[&ip.to_string()]);
+        h.truncate(16);
+        h
+    }
 }
 
 #[cfg(test)]

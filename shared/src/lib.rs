@@ -10,6 +10,7 @@
 //! - [`error`]: the one mapping from errors to HTTP and WebSocket responses.
 //! - [`gdpr`]: who may ask, whose data, export and erasure.
 //! - [`telemetry`]: JSON logging without personal data.
+//! - [`security_log`]: security events (refusals, revocations, rate limits) without personal data.
 //! - [`clock`]: injected time.
 
 #![warn(missing_docs)]
@@ -23,5 +24,6 @@ pub mod error;
 pub mod gateway;
 pub mod gdpr;
 pub mod policy;
+pub mod security_log;
 pub mod storage;
 pub mod telemetry;
