@@ -166,7 +166,10 @@ impl<S: ConversationStore> ConversationStore for FailOnce<'_, S> {
     ) -> Result<Page<Session>, StoreError> {
         self.inner.list_conversations(site, status, cursor, limit, now).await
     }
-    async fn erase_session(&self, id: &SessionId) -> Result<ErasedCounts, StoreError> {
+    async fn fence_session(&self, id: &SessionId, now: Timestamp) -> Result<bool, StoreError> {
+        self.inner.fence_session(id, now).await
+    }
+    async fn erase_session(&self, id: &SessionId, now: Timestamp) -> Result<ErasedCounts, StoreError> {
         let left = self.fail_at.load(std::sync::atomic::Ordering::SeqCst);
         self.fail_at
             .store(left.saturating_sub(1), std::sync::atomic::Ordering::SeqCst);
@@ -175,7 +178,7 @@ impl<S: ConversationStore> ConversationStore for FailOnce<'_, S> {
                 operation: "BatchWriteItem",
             });
         }
-        self.inner.erase_session(id).await
+        self.inner.erase_session(id, now).await
     }
 }
 
