@@ -29,6 +29,8 @@ macro_rules! erasure_suite {
             fenced_session_refuses_every_write,
             erasure_resets_a_checkpoint_naming_the_session,
             erasure_races_writers_and_leaves_nothing,
+            typing_from_an_expired_conversation_is_not_relayed,
+            an_expired_conversation_is_deleted_alike_over_websocket_and_http,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -421,4 +423,98 @@ pub async fn erasure_races_writers_and_leaves_nothing<B: Backend + 'static>(b: B
         acked >= 3 * trials && refused > trials,
         "the trials raced: {acked} writes stored before erasures, {refused} refused after"
     );
+}
+
+/// GIVEN a visitor whose empty session expired 30 minutes after their last access
+/// while their socket and a joined agent's stayed open WHEN the visitor types THEN
+/// nothing reaches the agent and the visitor gets `not_found`.
+pub async fn typing_from_an_expired_conversation_is_not_relayed<B: Backend>(b: B) {
+    let chat = Chat::new(b).await;
+    let v = chat.visitor().await;
+    assert_eq!(reconnect(&chat, "V1=", &v.token, "198.51.100.1").await, 200);
+    let agent = chat.agent_token(SITE, "alice", AgentRole::Admin);
+    assert_eq!(reconnect(&chat, "A1=", &agent, "198.51.100.2").await, 200);
+    chat.send("A1=", json!({"action": "join", "sessionId": v.session_id}))
+        .await;
+    chat.send("V1=", json!({"action": "typing", "isTyping": true})).await;
+    assert_eq!(
+        chat.frames_of("A1=", "typing").len(),
+        1,
+        "a live conversation relays typing"
+    );
+
+    chat.advance(std::time::Duration::from_secs(31 * 60));
+    chat.send("V1=", json!({"action": "typing", "isTyping": true})).await;
+    assert_eq!(
+        chat.frames_of("A1=", "typing").len(),
+        1,
+        "nothing more reached the agent"
+    );
+    assert_eq!(chat.last("V1=")["code"], "not_found");
+    chat.send(
+        "A1=",
+        json!({"action": "typing", "sessionId": v.session_id, "isTyping": true}),
+    )
+    .await;
+    assert_eq!(chat.last("A1=")["code"], "not_found", "nor from the agent");
+}
+
+/// GIVEN two conversations past their retention that DynamoDB's TTL sweeper has not
+/// removed yet WHEN an agent deletes one over the WebSocket and the other over HTTP
+/// THEN both are erased and reported with their counts; asked again, the
+/// WebSocket answers `not_found` and HTTP an erasure of zero items.
+pub async fn an_expired_conversation_is_deleted_alike_over_websocket_and_http<B: Backend>(b: B) {
+    let chat = Chat::new(b).await;
+    let (ws, http) = (chat.visitor().await, chat.visitor().await);
+    for (conn, v) in [("V1=", &ws), ("V2=", &http)] {
+        assert_eq!(reconnect(&chat, conn, &v.token, "198.51.100.1").await, 200);
+        chat.send(
+            conn,
+            json!({"action": "sendMessage", "clientMsgId": "c1", "text": "old words"}),
+        )
+        .await;
+        assert_eq!(chat.last(conn)["type"], "ack");
+    }
+    chat.advance(std::time::Duration::from_secs(366 * 24 * 3600));
+    let agent = chat.agent_token(SITE, "bob", AgentRole::Agent);
+    assert_eq!(reconnect(&chat, "A1=", &agent, "198.51.100.2").await, 200);
+    let held = |v: &crate::chat::Visitor| SessionId::parse(&v.session_id).unwrap();
+    assert!(chat.backend.store().session_any(&held(&ws)).await.unwrap().is_some());
+
+    chat.send(
+        "A1=",
+        json!({"action": "deleteConversation", "sessionId": ws.session_id}),
+    )
+    .await;
+    let deleted = chat.last("A1=");
+    assert_eq!(deleted["type"], "deleted", "{deleted}");
+    let r = chat
+        .erase(
+            Some(&agent),
+            &json!({"scope": "conversation", "sessionId": http.session_id}),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        deleted["items"].as_u64(),
+        r.body["total"].as_u64(),
+        "the same conversation shape erases the same number of items either way"
+    );
+    for v in [&ws, &http] {
+        assert_eq!(chat.backend.store().session_any(&held(v)).await.unwrap(), None);
+    }
+
+    chat.send(
+        "A1=",
+        json!({"action": "deleteConversation", "sessionId": ws.session_id}),
+    )
+    .await;
+    assert_eq!(chat.last("A1=")["code"], "not_found");
+    let r = chat
+        .erase(
+            Some(&agent),
+            &json!({"scope": "conversation", "sessionId": http.session_id}),
+        )
+        .await;
+    assert_eq!((r.status, r.body["total"].as_u64()), (200, Some(0)));
 }

@@ -69,7 +69,7 @@ async fn request_path_operations_cost_a_fixed_number_of_requests_and_never_scan(
         .unwrap();
     check("resume a session", &["GetItem", "PutItem"]);
     store.join_conversation(&a.id, &s.id, at_min(2)).await.unwrap();
-    check("agent joins", &["GetItem", "GetItem", "PutItem"]);
+    check("agent joins", &["GetItem", "GetItem", "TransactWriteItems"]);
     store
         .hit(
             "ip",
