@@ -198,6 +198,19 @@ impl SiteStore for MemoryStore {
     async fn get_agent(&self, site: &SiteId, id: &AgentId) -> Result<Option<Agent>, StoreError> {
         Ok(self.lock().agents.get(&(site.to_string(), id.to_string())).cloned())
     }
+
+    async fn agent_and_site(
+        &self,
+        site: &SiteId,
+        agent: &AgentId,
+    ) -> Result<(Option<Agent>, Option<Site>), StoreError> {
+        // One lock for both, as DynamoDB's one consistent BatchGetItem reads both at once.
+        let g = self.lock();
+        Ok((
+            g.agents.get(&(site.to_string(), agent.to_string())).cloned(),
+            g.sites.get(site.as_str()).cloned(),
+        ))
+    }
 }
 
 #[async_trait]
