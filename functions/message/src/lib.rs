@@ -224,7 +224,7 @@ impl<S: MessageRoutesStore> Ctx<'_, '_, S> {
     }
 
     async fn dispatch(&self, f: &Object) -> Result<&'static str, FrameError> {
-        let action = json::req_str(f, "action")?;
+        let action = json::req_str(f, "action").map_err(ApiError::from)?;
         let Some(action) = ACTIONS.iter().copied().find(|a| *a == action) else {
             return Err(ApiError::new(ErrorCode::UnknownAction, "unknown action").into());
         };
