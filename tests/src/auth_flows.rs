@@ -385,3 +385,59 @@ pub async fn visitor_frames_are_not_rechecked<B: Backend>(c: &Chat<B>) {
     assert_eq!(reply["type"], "ack", "{reply}");
     assert!(c.gateway.closed().is_empty());
 }
+
+/// GIVEN refusals at every door (an expired token and a revoked agent on a frame, an
+/// address outside the allow-list at connect and over HTTP, a bad token) WHEN they
+/// happen THEN each is a security event with its reason, route, site and agent and a
+/// keyed IP tag, and the log holds neither the address nor the token. Not in
+/// [`auth_suite!`](crate::auth_suite): it captures the thread's log, so it runs in a
+/// test binary of its own (`tests/auth_security_log.rs`) where every test does.
+pub async fn refusals_are_security_events_without_ip_or_token<B: Backend>(c: &Chat<B>) {
+    use chat_core::telemetry::{CapturedLogs, filter_at, json_subscriber_with};
+    let logs = CapturedLogs::new();
+    let _guard = tracing::subscriber::set_default(json_subscriber_with(logs.clone(), filter_at("trace")));
+
+    let short = token_at(c, c.now(), Duration::from_secs(60));
+    assert_eq!(c.connect("A1=", &short).await, 200);
+    let token = c.agent_token(SITE, "alice", AgentRole::Admin);
+    assert_eq!(c.connect("A2=", &token).await, 200);
+    c.advance(Duration::from_secs(60));
+    frame_from(c, "A1=", json!({"action": "listConversations"}), OUTSIDE).await;
+    change_alice(c, |a, now| a.tokens_valid_after = Some(now)).await;
+    frame_from(c, "A2=", json!({"action": "listConversations"}), OUTSIDE).await;
+    c.advance(Duration::from_secs(1));
+    c.update_site(|s| s.agent_ip_allowlist = Some(vec![ALLOW_LIST.parse().unwrap()]))
+        .await;
+    let fresh = c.agent_token(SITE, "alice", AgentRole::Admin);
+    assert_eq!(connect_from_ip(c, "A3=", &fresh, OUTSIDE).await, 403);
+    gdpr_from(c, false, &fresh, json!({"visitorId": "x"}), OUTSIDE, &[]).await;
+    assert_eq!(connect_from_ip(c, "A4=", "at1.e30.c2ln", OUTSIDE).await, 401);
+
+    let text = logs.text();
+    let events: Vec<Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|e| e["target"] == chat_core::security_log::TARGET)
+        .collect();
+    let seen: Vec<(&str, &str)> = events
+        .iter()
+        .map(|e| (e["reason"].as_str().unwrap_or(""), e["route"].as_str().unwrap_or("")))
+        .collect();
+    for expected in [
+        ("token_expired", "frame"),
+        ("agent_revoked", "frame"),
+        ("ip_not_allowed", "connect"),
+        ("ip_not_allowed", "gdpr_export"),
+        ("token_invalid", "connect"),
+    ] {
+        assert!(seen.contains(&expected), "{expected:?} in {seen:?}");
+    }
+    let tag = c.config().pseudonymizer.ip_tag(OUTSIDE.parse().unwrap());
+    for e in events.iter().filter(|e| e["reason"] != "token_invalid") {
+        assert_eq!((e["site"].as_str(), e["agent"].as_str()), (Some(SITE), Some("alice")), "{e}");
+        assert_eq!(e["ip_tag"].as_str(), Some(tag.as_str()), "{e}");
+    }
+    for secret in [OUTSIDE, short.as_str(), token.as_str(), fresh.as_str()] {
+        assert!(!text.contains(secret), "the log holds no address or token");
+    }
+}
