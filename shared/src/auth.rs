@@ -457,7 +457,9 @@ mod tests {
             exp,
         };
         let signed = format!("at1.{}", B64.encode(serde_json::to_vec(&claims).unwrap()));
-        let tag = AgentTokenKeys::mac(&keys.current, signed.as_bytes()).finalize().into_bytes();
+        let tag = AgentTokenKeys::mac(&keys.current, signed.as_bytes())
+            .finalize()
+            .into_bytes();
         format!("{signed}.{}", B64.encode(tag))
     }
 
@@ -492,7 +494,10 @@ mod tests {
             Timestamp::from_millis(10_000_500),
             MAX_AGENT_TOKEN_LIFETIME,
         );
-        assert!(keys.verify(&minted, now).is_ok(), "the longest mintable lifetime verifies");
+        assert!(
+            keys.verify(&minted, now).is_ok(),
+            "the longest mintable lifetime verifies"
+        );
     }
 
     #[test]
@@ -500,8 +505,16 @@ mod tests {
         assert_eq!(secret_weakness(b"short"), Some("must be at least 32 bytes"));
         assert!(secret_weakness(&[b'a'; 40]).unwrap().contains("variety"));
         assert!(secret_weakness(b"abcdefghijklmnopqrstuvwxyz0123456789").is_none());
-        assert!(secret_weakness(b"0123456789abcdef0123456789abcdef").unwrap().contains("repeated"));
-        assert!(secret_weakness(b"0123456789ab0123456789ab0123456789ab").unwrap().contains("repeated"));
+        assert!(
+            secret_weakness(b"0123456789abcdef0123456789abcdef")
+                .unwrap()
+                .contains("repeated")
+        );
+        assert!(
+            secret_weakness(b"0123456789ab0123456789ab0123456789ab")
+                .unwrap()
+                .contains("repeated")
+        );
         // Random secrets, hex-encoded (the local gateway's) or base64 (docs/deploy.md's), pass.
         let hex: String = random_bytes::<32>().iter().map(|b| format!("{b:02x}")).collect();
         assert_eq!(secret_weakness(hex.as_bytes()), None);

@@ -338,7 +338,10 @@ mod tests {
         HashMap::from([
             (vars::REGION, "eu-central-1".to_owned()),
             (vars::TABLE_NAME, "eurochat".to_owned()),
-            (vars::AGENT_TOKEN_SECRET, "agent-token-secret-for-config-tests".to_owned()),
+            (
+                vars::AGENT_TOKEN_SECRET,
+                "agent-token-secret-for-config-tests".to_owned(),
+            ),
             (vars::PSEUDONYM_KEY, "pseudonym-key-for-config-tests-0123".to_owned()),
         ])
     }
@@ -452,7 +455,11 @@ mod tests {
 
     #[test]
     fn low_entropy_secrets_are_refused_by_name() {
-        for var in [vars::AGENT_TOKEN_SECRET, vars::AGENT_TOKEN_SECRET_PREVIOUS, vars::PSEUDONYM_KEY] {
+        for var in [
+            vars::AGENT_TOKEN_SECRET,
+            vars::AGENT_TOKEN_SECRET_PREVIOUS,
+            vars::PSEUDONYM_KEY,
+        ] {
             for weak in ["x".repeat(64), "ab".repeat(20), "0123456789abcdef".repeat(2)] {
                 let mut env = base();
                 env.insert(var, weak.clone());
@@ -472,7 +479,13 @@ mod tests {
         let mut env = base();
         env.insert(vars::AGENT_TOKEN_SECRET, env[vars::PSEUDONYM_KEY].clone());
         let err = load(&env).unwrap_err();
-        assert!(matches!(err, ConfigError::Invalid { var: vars::AGENT_TOKEN_SECRET, .. }));
+        assert!(matches!(
+            err,
+            ConfigError::Invalid {
+                var: vars::AGENT_TOKEN_SECRET,
+                ..
+            }
+        ));
         assert!(err.to_string().contains("EUROCHAT_PSEUDONYM_KEY"));
 
         let mut env = base();
@@ -484,7 +497,10 @@ mod tests {
                 ..
             })
         ));
-        env.insert(vars::AGENT_TOKEN_SECRET_PREVIOUS, "previous-agent-secret-for-config-tests".into());
+        env.insert(
+            vars::AGENT_TOKEN_SECRET_PREVIOUS,
+            "previous-agent-secret-for-config-tests".into(),
+        );
         assert!(load(&env).is_ok());
     }
 

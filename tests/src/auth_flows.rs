@@ -145,20 +145,35 @@ async fn conversation<B: Backend>(c: &Chat<B>, conn: &str, n: usize) -> String {
     let v = c.visitor().await;
     assert_eq!(c.connect(conn, &v.token).await, 200);
     for i in 0..n {
-        c.send(conn, json!({"action": "sendMessage", "clientMsgId": format!("m{i}"), "text": "hello"}))
-            .await;
+        c.send(
+            conn,
+            json!({"action": "sendMessage", "clientMsgId": format!("m{i}"), "text": "hello"}),
+        )
+        .await;
     }
     v.session_id
 }
 
 async fn message_count<B: Backend>(c: &Chat<B>, session: &str) -> usize {
     let id = SessionId::parse(session).unwrap();
-    c.backend.store().list_messages(&id, 0, 100).await.unwrap().messages.len()
+    c.backend
+        .store()
+        .list_messages(&id, 0, 100)
+        .await
+        .unwrap()
+        .messages
+        .len()
 }
 
 async fn audit_count<B: Backend>(c: &Chat<B>) -> usize {
     let site = SiteId::parse(SITE).unwrap();
-    c.backend.store().list_audit(&site, None, 100, c.now()).await.unwrap().items.len()
+    c.backend
+        .store()
+        .list_audit(&site, None, 100, c.now())
+        .await
+        .unwrap()
+        .items
+        .len()
 }
 
 async fn connection_exists<B: Backend>(c: &Chat<B>, conn: &str) -> bool {
@@ -168,7 +183,11 @@ async fn connection_exists<B: Backend>(c: &Chat<B>, conn: &str) -> bool {
 
 /// Asserts `conn` was refused with `unauthorized`, closed, and its record deleted.
 async fn assert_refused_and_closed<B: Backend>(c: &Chat<B>, conn: &str, reply: &Value) {
-    assert_eq!((reply["type"].as_str(), code(reply)), (Some("error"), "unauthorized"), "{reply}");
+    assert_eq!(
+        (reply["type"].as_str(), code(reply)),
+        (Some("error"), "unauthorized"),
+        "{reply}"
+    );
     assert!(
         c.gateway.closed().contains(&ConnectionId::parse(conn).unwrap()),
         "the socket is closed"
@@ -249,7 +268,10 @@ pub async fn revoked_tokens_stay_dead_after_reactivation_everywhere<B: Backend>(
     })
     .await;
     change_alice(c, |a, _| a.active = true).await;
-    assert!(alice(c).await.tokens_valid_after.is_some(), "reactivation keeps the revocation");
+    assert!(
+        alice(c).await.tokens_valid_after.is_some(),
+        "reactivation keeps the revocation"
+    );
     let same_second = c.agent_token(SITE, "alice", AgentRole::Admin);
     let before = c.stored().await;
     let audits = audit_count(c).await;
@@ -257,7 +279,11 @@ pub async fn revoked_tokens_stay_dead_after_reactivation_everywhere<B: Backend>(
     let reply = frame_from(c, "A1=", json!({"action": "listConversations"}), OUTSIDE).await;
     assert_refused_and_closed(c, "A1=", &reply).await;
     assert_eq!(c.connect("A2=", &old).await, 401);
-    assert_eq!(c.connect("A3=", &same_second).await, 401, "minted in the revocation's second");
+    assert_eq!(
+        c.connect("A3=", &same_second).await,
+        401,
+        "minted in the revocation's second"
+    );
     let body = json!({"sessionId": session});
     let (status, r) = gdpr_from(c, false, &old, body.clone(), OUTSIDE, &[]).await;
     assert_eq!((status, r["error"]["code"].as_str()), (401, Some("unauthorized")));
@@ -355,13 +381,21 @@ pub async fn future_and_long_lived_tokens_are_refused<B: Backend>(c: &Chat<B>) {
     for (i, bad) in [&future, &too_long].into_iter().enumerate() {
         assert_eq!(c.connect(&format!("X{i}="), bad).await, 401, "case {i}");
         let (status, r) = gdpr_from(c, false, bad, json!({"sessionId": session}), OUTSIDE, &[]).await;
-        assert_eq!((status, r["error"]["code"].as_str()), (401, Some("unauthorized")), "case {i}");
+        assert_eq!(
+            (status, r["error"]["code"].as_str()),
+            (401, Some("unauthorized")),
+            "case {i}"
+        );
         let (status, _) = gdpr_from(c, true, bad, json!({"sessionId": session}), OUTSIDE, &[]).await;
         assert_eq!(status, 401, "case {i}");
     }
     assert_eq!(c.stored().await, before);
     assert_eq!(message_count(c, &session).await, 1);
-    assert_eq!(c.connect("Y1=", &within_skew).await, 200, "a little clock skew is tolerated");
+    assert_eq!(
+        c.connect("Y1=", &within_skew).await,
+        200,
+        "a little clock skew is tolerated"
+    );
 }
 
 /// GIVEN a visitor chatting WHEN every agent is deactivated or the allow-list excludes
@@ -434,7 +468,11 @@ pub async fn refusals_are_security_events_without_ip_or_token<B: Backend>(c: &Ch
     }
     let tag = c.config().pseudonymizer.ip_tag(OUTSIDE.parse().unwrap());
     for e in events.iter().filter(|e| e["reason"] != "token_invalid") {
-        assert_eq!((e["site"].as_str(), e["agent"].as_str()), (Some(SITE), Some("alice")), "{e}");
+        assert_eq!(
+            (e["site"].as_str(), e["agent"].as_str()),
+            (Some(SITE), Some("alice")),
+            "{e}"
+        );
         assert_eq!(e["ip_tag"].as_str(), Some(tag.as_str()), "{e}");
     }
     for secret in [OUTSIDE, short.as_str(), token.as_str(), fresh.as_str()] {

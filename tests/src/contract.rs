@@ -109,7 +109,10 @@ pub async fn sites_round_trip_and_page<B: Backend>(b: &B) {
         (Some(agent.clone()), Some(a.clone()))
     );
     let nobody = AgentId::parse("nobody").unwrap();
-    assert_eq!(st.agent_and_site(&a.id, &nobody).await.unwrap(), (None, Some(a.clone())));
+    assert_eq!(
+        st.agent_and_site(&a.id, &nobody).await.unwrap(),
+        (None, Some(a.clone()))
+    );
     assert_eq!(
         st.agent_and_site(&SiteId::parse("nope").unwrap(), &agent.id)
             .await

@@ -212,8 +212,16 @@ impl<S: MessageRoutesStore> Ctx<'_, '_, S> {
                     exp: token_exp,
                 };
                 let d = self.deps;
-                match recheck_agent_frame(d.store, d.config, &conn.site_id, &agent_id, token, self.source_ip, self.now)
-                    .await
+                match recheck_agent_frame(
+                    d.store,
+                    d.config,
+                    &conn.site_id,
+                    &agent_id,
+                    token,
+                    self.source_ip,
+                    self.now,
+                )
+                .await
                 {
                     Ok(role) => Ok(Sender::Agent { agent_id, role }),
                     Err(FrameRefusal::Refused(r)) => Err(FrameError::Refused(r.frame_error())),

@@ -146,7 +146,12 @@ pub async fn put_agent(
 /// Revokes every token of an agent issued so far (`tokensValidAfter` = now): they
 /// are refused at the next connect, frame or HTTP call. Tokens minted afterwards
 /// work (see [`mint_agent_token`]).
-pub async fn revoke_tokens(store: &impl SiteStore, site: &str, agent: &str, now: Timestamp) -> Result<Agent, AdminError> {
+pub async fn revoke_tokens(
+    store: &impl SiteStore,
+    site: &str,
+    agent: &str,
+    now: Timestamp,
+) -> Result<Agent, AdminError> {
     let site_id = SiteId::parse(site)?;
     let mut agent = store
         .get_agent(&site_id, &AgentId::parse(agent)?)
@@ -212,5 +217,11 @@ pub async fn mint_agent_token(
         Some(t) => now.max(Timestamp::from_secs(t.epoch_seconds() + 1)),
         None => now,
     };
-    Ok(keys.mint(&site_id, &agent.id, agent.role, issued, Duration::from_secs(hours * 3600)))
+    Ok(keys.mint(
+        &site_id,
+        &agent.id,
+        agent.role,
+        issued,
+        Duration::from_secs(hours * 3600),
+    ))
 }

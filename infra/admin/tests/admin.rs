@@ -249,12 +249,18 @@ async fn revocation_flow(store: &impl chat_core::storage::Store) {
     let on = put_agent(store, "shop", "alice", "alice", AgentRole::Admin, true, at_min(2))
         .await
         .unwrap();
-    assert_eq!(on.tokens_valid_after, Some(at_min(1)), "reactivation keeps the revocation");
+    assert_eq!(
+        on.tokens_valid_after,
+        Some(at_min(1)),
+        "reactivation keeps the revocation"
+    );
     assert!(!on.accepts_token_issued_at(old_iat), "old tokens stay dead");
 
     let gateway = RecordingGateway::new();
     assert_eq!(
-        close_agent_connections(store, &gateway, "shop", "alice", at_min(2)).await.unwrap(),
+        close_agent_connections(store, &gateway, "shop", "alice", at_min(2))
+            .await
+            .unwrap(),
         2
     );
     let mut closed: Vec<String> = gateway.closed().iter().map(|c| c.to_string()).collect();
@@ -290,7 +296,11 @@ async fn revocation_flow(store: &impl chat_core::storage::Store) {
     assert_eq!(bob.tokens_valid_after, None, "other agents untouched");
 
     // The longest lifetime minted is the longest verified.
-    assert!(mint_agent_token(store, &keys, "shop", "alice", MAX_TOKEN_HOURS, at_min(5)).await.is_ok());
+    assert!(
+        mint_agent_token(store, &keys, "shop", "alice", MAX_TOKEN_HOURS, at_min(5))
+            .await
+            .is_ok()
+    );
     assert!(matches!(
         mint_agent_token(store, &keys, "shop", "alice", MAX_TOKEN_HOURS + 1, at_min(5)).await,
         Err(AdminError::Invalid(e)) if e.field == "ttlHours"
@@ -345,14 +355,25 @@ async fn the_binary_revokes_tokens_and_closes_connections() {
     );
     assert!(ok, "{err}");
     let agent = ["--site", "shop", "--agent", "alice"];
-    let (ok, _, err) = admin_cli(&table, &[], &[&["put-agent", "--name", "Alice"][..], &agent[..]].concat());
+    let (ok, _, err) = admin_cli(
+        &table,
+        &[],
+        &[&["put-agent", "--name", "Alice"][..], &agent[..]].concat(),
+    );
     assert!(ok, "{err}");
-    let (ok, _, err) = admin_cli(&table, &[], &[&["mint-token", "--ttl-hours", "169"][..], &agent[..]].concat());
+    let (ok, _, err) = admin_cli(
+        &table,
+        &[],
+        &[&["mint-token", "--ttl-hours", "169"][..], &agent[..]].concat(),
+    );
     assert!(!ok && err.contains("168"), "{err}");
 
     let (ok, out, err) = admin_cli(&table, &[], &[&["revoke-tokens"][..], &agent[..]].concat());
     assert!(ok, "{err}");
-    assert!(out.contains("revoked") && out.contains("no management endpoint"), "{out}");
+    assert!(
+        out.contains("revoked") && out.contains("no management endpoint"),
+        "{out}"
+    );
 
     let store = DynamoStore::new(
         aws_sdk_dynamodb::Client::new(&eurochat_tests::moto::sdk_config().await),
@@ -360,7 +381,10 @@ async fn the_binary_revokes_tokens_and_closes_connections() {
     );
     let shop = site("shop");
     let now = chat_core::clock::SystemClock.now();
-    store.put_connection(&agent_conn("AL1=", &shop, "alice", now)).await.unwrap();
+    store
+        .put_connection(&agent_conn("AL1=", &shop, "alice", now))
+        .await
+        .unwrap();
     let endpoint = eurochat_tests::moto::moto().endpoint();
     let (ok, out, err) = admin_cli(
         &table,

@@ -263,15 +263,40 @@ mod tests {
     fn every_check_refuses_with_its_own_reason() {
         let now = Timestamp::from_secs(2_000);
         let ip = Some("192.0.2.9".parse().unwrap());
-        let ok = check(Some(agent(true, None)), Some(site(Some("192.0.2.0/24"))), FACTS, ip, now).unwrap();
+        let ok = check(
+            Some(agent(true, None)),
+            Some(site(Some("192.0.2.0/24"))),
+            FACTS,
+            ip,
+            now,
+        )
+        .unwrap();
         assert_eq!(ok.role, AgentRole::Agent, "the lower of token and agent role");
         let cases = [
-            (Some(agent(true, None)), Some(site(None)), Timestamp::from_secs(5_000), ip, "token_expired"),
+            (
+                Some(agent(true, None)),
+                Some(site(None)),
+                Timestamp::from_secs(5_000),
+                ip,
+                "token_expired",
+            ),
             (None, Some(site(None)), now, ip, "agent_inactive"),
             (Some(agent(false, None)), Some(site(None)), now, ip, "agent_inactive"),
             (Some(agent(true, None)), None, now, ip, "site_missing"),
-            (Some(agent(true, None)), Some(site(Some("198.51.100.0/24"))), now, ip, "ip_not_allowed"),
-            (Some(agent(true, None)), Some(site(Some("192.0.2.0/24"))), now, None, "ip_not_allowed"),
+            (
+                Some(agent(true, None)),
+                Some(site(Some("198.51.100.0/24"))),
+                now,
+                ip,
+                "ip_not_allowed",
+            ),
+            (
+                Some(agent(true, None)),
+                Some(site(Some("192.0.2.0/24"))),
+                now,
+                None,
+                "ip_not_allowed",
+            ),
         ];
         for (i, (a, s, at, ip, reason)) in cases.into_iter().enumerate() {
             assert_eq!(check(a, s, FACTS, ip, at).unwrap_err().reason(), reason, "case {i}");
@@ -281,7 +306,15 @@ mod tests {
     #[test]
     fn revocation_refuses_tokens_issued_up_to_its_second() {
         let now = Timestamp::from_secs(2_000);
-        let revoked = |at_ms: i64| check(Some(agent(true, Some(Timestamp::from_millis(at_ms)))), Some(site(None)), FACTS, None, now);
+        let revoked = |at_ms: i64| {
+            check(
+                Some(agent(true, Some(Timestamp::from_millis(at_ms)))),
+                Some(site(None)),
+                FACTS,
+                None,
+                now,
+            )
+        };
         // The token's iat is 1000 s (minting rounds up, so it was minted in 999.001..=1000 s).
         assert!(revoked(999_000).is_ok(), "revoked in an earlier second");
         assert_eq!(revoked(999_999).unwrap_err(), Refusal::Revoked, "same second: refused");
