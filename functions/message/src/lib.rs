@@ -32,6 +32,7 @@ use chat_core::gateway::{ConnectionGateway, GatewayFactory};
 use chat_core::gdpr;
 use chat_core::storage::{
     AuditStore, ConnectionStore, ConversationStore, MessageStore, NewMessage, SessionStore, SiteStore, StoreError,
+    SubjectStore,
 };
 
 /// Every action this function serves.
@@ -64,11 +65,11 @@ pub struct Deps<'a, S> {
 
 /// The storage the routes use (sites and agents for the per-frame agent check).
 pub trait MessageRoutesStore:
-    SiteStore + SessionStore + MessageStore + ConnectionStore + ConversationStore + AuditStore
+    SiteStore + SessionStore + MessageStore + ConnectionStore + ConversationStore + SubjectStore + AuditStore
 {
 }
-impl<T: SiteStore + SessionStore + MessageStore + ConnectionStore + ConversationStore + AuditStore> MessageRoutesStore
-    for T
+impl<T: SiteStore + SessionStore + MessageStore + ConnectionStore + ConversationStore + SubjectStore + AuditStore>
+    MessageRoutesStore for T
 {
 }
 
@@ -349,9 +350,8 @@ impl<S: MessageRoutesStore> Ctx<'_, '_, S> {
     async fn typing(&self, f: &Object, site: &SiteId, sender: &Sender) -> Result<(), ApiError> {
         let is_typing = json::req_bool(f, "isTyping")?;
         let session_id = self.target(f, sender)?;
-        if let Sender::Agent { .. } = sender {
-            self.session_of_site(&session_id, site).await?;
-        }
+        // Checked for visitors too: an expired or erased conversation relays nothing.
+        self.session_of_site(&session_id, site).await?;
         let role = Self::author(sender).role;
         let frame = ServerFrame::Typing {
             session_id: session_id.to_string(),
@@ -453,7 +453,10 @@ impl<S: MessageRoutesStore> Ctx<'_, '_, S> {
             return Err(ApiError::new(ErrorCode::Forbidden, "agents only"));
         };
         let session_id = self.target(f, sender)?;
-        let session = self.session_of_site(&session_id, site).await?;
+        // Data still held is erased, expired or not, exactly as HTTP `scope: conversation` does.
+        let session = gdpr::held_conversation(self.store(), site, &session_id)
+            .await?
+            .ok_or_else(not_found)?;
         let requester = gdpr::Requester::Agent {
             site: site.clone(),
             agent: agent_id.clone(),
