@@ -147,10 +147,6 @@ async fn close_connections(
             vars::WS_MANAGEMENT_ENDPOINT
         ));
     };
-    let https = url::Url::parse(endpoint).is_ok_and(|u| u.scheme() == "https" && u.host_str().is_some());
-    if !https && !is_loopback(endpoint) {
-        return Err("--ws-management-endpoint must be an https URL (or a loopback URL)".into());
-    }
     let gateway = ApiGatewayManagement::new(sdk, endpoint.trim_end_matches('/'));
     let closed = close_agent_connections(store, &gateway, site, agent, now)
         .await
@@ -184,6 +180,13 @@ async fn store(cli: &Cli) -> Result<(aws_config::SdkConfig, DynamoStore), String
 }
 
 async fn run(cli: Cli) -> Result<String, String> {
+    // Checked before anything changes, so a typo never leaves a half-done revocation.
+    if let Some(endpoint) = &cli.ws_management_endpoint {
+        let https = url::Url::parse(endpoint).is_ok_and(|u| u.scheme() == "https" && u.host_str().is_some());
+        if !https && !is_loopback(endpoint) {
+            return Err("--ws-management-endpoint must be an https URL (or a loopback URL)".into());
+        }
+    }
     let (sdk, store) = store(&cli).await?;
     let now = SystemClock.now();
     match &cli.command {

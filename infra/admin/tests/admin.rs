@@ -406,4 +406,10 @@ async fn the_binary_revokes_tokens_and_closes_connections() {
         &[&["revoke-tokens"][..], &agent[..]].concat(),
     );
     assert!(!ok && err.contains("https"), "{err}");
+    let again = store
+        .get_agent(&shop.id, &AgentId::parse("alice").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(again, stored, "a bad endpoint changes nothing");
 }
