@@ -8,7 +8,10 @@
 //!
 //! Agent token: `at1.<base64url(JSON claims)>.<base64url(HMAC-SHA256)>`, scoped to
 //! one site, with a role and an expiry. Verification accepts the current secret
-//! and, during a rotation, the previous one.
+//! and, during a rotation, the previous one, and refuses an `iat` more than
+//! [`MAX_CLOCK_SKEW`] in the future or a lifetime (`exp - iat`) over
+//! [`MAX_AGENT_TOKEN_LIFETIME`]: a token is a bearer credential, and a bounded
+//! lifetime bounds what a leaked one is worth.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
@@ -47,6 +50,25 @@ pub enum AuthError {
     /// Valid but past its expiry.
     #[error("token expired")]
     Expired,
+    /// Issued more than [`MAX_CLOCK_SKEW`] in the future.
+    #[error("token issued in the future")]
+    NotYetValid,
+    /// Its lifetime is not positive or exceeds [`MAX_AGENT_TOKEN_LIFETIME`].
+    #[error("token lifetime out of bounds")]
+    BadLifetime,
+}
+
+impl AuthError {
+    /// Stable reason code for security logs.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::Malformed => "token_malformed",
+            Self::Invalid => "token_invalid",
+            Self::Expired => "token_expired",
+            Self::NotYetValid => "token_not_yet_valid",
+            Self::BadLifetime => "token_lifetime",
+        }
+    }
 }
 
 fn sha256_hex(data: &[u8]) -> String {
@@ -166,6 +188,39 @@ impl std::fmt::Debug for AgentTokenKeys {
 /// Shortest agent token secret accepted (256 bits, the HMAC-SHA256 block strength).
 pub const MIN_SECRET_BYTES: usize = 32;
 
+/// Fewest distinct byte values a secret must contain. A random secret of 32 or
+/// more bytes, even hex-encoded (16 symbols), has far more; a typed placeholder
+/// such as `aaaa…` or `abab…` has fewer.
+pub const MIN_SECRET_DISTINCT_BYTES: usize = 10;
+
+/// How far in the future an agent token's `iat` may lie: clocks of the minting
+/// machine and of Lambda may disagree a little, never by more than this.
+pub const MAX_CLOCK_SKEW: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The longest agent token lifetime (`exp - iat`) accepted: 7 days. Revocation
+/// (`eurochat-admin revoke-tokens`) takes effect at once; this bounds what a
+/// leaked token that nobody noticed is worth. `eurochat-admin mint-token` mints
+/// no longer ones.
+pub const MAX_AGENT_TOKEN_LIFETIME: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+
+/// Why a secret is too weak to use, or `None` if it is acceptable. The rule:
+/// at least [`MIN_SECRET_BYTES`] bytes, at least [`MIN_SECRET_DISTINCT_BYTES`]
+/// distinct byte values, and not one shorter string repeated (`abcabcabc…`).
+pub fn secret_weakness(secret: &[u8]) -> Option<&'static str> {
+    if secret.len() < MIN_SECRET_BYTES {
+        return Some("must be at least 32 bytes");
+    }
+    let distinct = secret.iter().collect::<std::collections::BTreeSet<_>>().len();
+    if distinct < MIN_SECRET_DISTINCT_BYTES {
+        return Some("has too little variety (fewer than 10 distinct bytes); use a random secret");
+    }
+    let repeats = (1..=secret.len() / 2).any(|p| secret.iter().skip(p).zip(secret).all(|(a, b)| a == b));
+    if repeats {
+        return Some("is a repeated pattern; use a random secret");
+    }
+    None
+}
+
 impl AgentTokenKeys {
     /// Keys from the current secret and, while rotating, the previous one.
     pub fn new(current: &[u8], previous: Option<&[u8]>) -> Self {
@@ -222,6 +277,13 @@ impl AgentTokenKeys {
         let claims: AgentClaims = serde_json::from_slice(&json).map_err(|_| AuthError::Malformed)?;
         if claims.v != 1 {
             return Err(AuthError::Malformed);
+        }
+        let lifetime = claims.exp.saturating_sub(claims.iat);
+        if lifetime <= 0 || lifetime > MAX_AGENT_TOKEN_LIFETIME.as_secs() as i64 {
+            return Err(AuthError::BadLifetime);
+        }
+        if claims.iat > now.plus(MAX_CLOCK_SKEW).epoch_seconds() {
+            return Err(AuthError::NotYetValid);
         }
         if claims.exp <= now.epoch_seconds() {
             return Err(AuthError::Expired);
@@ -382,6 +444,81 @@ mod tests {
         for bad in ["", "at1.", "at1.x.y", "vt1.a.b", "at1..."] {
             assert!(keys.verify(bad, now).is_err(), "{bad:?}");
         }
+    }
+
+    fn claims_token(keys: &AgentTokenKeys, iat: i64, exp: i64) -> String {
+        // Signs arbitrary claims the way `mint` does, to test what `mint` never produces.
+        let claims = AgentClaims {
+            v: 1,
+            site: SiteId::parse("acme").unwrap(),
+            sub: AgentId::parse("alice").unwrap(),
+            role: AgentRole::Agent,
+            iat,
+            exp,
+        };
+        let signed = format!("at1.{}", B64.encode(serde_json::to_vec(&claims).unwrap()));
+        let tag = AgentTokenKeys::mac(&keys.current, signed.as_bytes())
+            .finalize()
+            .into_bytes();
+        format!("{signed}.{}", B64.encode(tag))
+    }
+
+    #[test]
+    fn agent_tokens_issued_in_the_future_are_refused_beyond_the_skew() {
+        let keys = AgentTokenKeys::new(&[7; 32], None);
+        let now = Timestamp::from_secs(10_000);
+        let skew = MAX_CLOCK_SKEW.as_secs() as i64;
+        let within = claims_token(&keys, 10_000 + skew, 10_000 + skew + 3600);
+        assert!(keys.verify(&within, now).is_ok());
+        let beyond = claims_token(&keys, 10_000 + skew + 1, 10_000 + skew + 3600);
+        assert_eq!(keys.verify(&beyond, now), Err(AuthError::NotYetValid));
+    }
+
+    #[test]
+    fn agent_token_lifetimes_are_bounded() {
+        let keys = AgentTokenKeys::new(&[7; 32], None);
+        let now = Timestamp::from_secs(10_000);
+        let max = MAX_AGENT_TOKEN_LIFETIME.as_secs() as i64;
+        assert!(keys.verify(&claims_token(&keys, 10_000, 10_000 + max), now).is_ok());
+        for (iat, exp) in [(10_000, 10_000 + max + 1), (10_000, 10_000), (10_000, 9_000)] {
+            assert_eq!(
+                keys.verify(&claims_token(&keys, iat, exp), now),
+                Err(AuthError::BadLifetime),
+                "{iat}..{exp}"
+            );
+        }
+        let minted = keys.mint(
+            &SiteId::parse("acme").unwrap(),
+            &AgentId::parse("alice").unwrap(),
+            AgentRole::Agent,
+            Timestamp::from_millis(10_000_500),
+            MAX_AGENT_TOKEN_LIFETIME,
+        );
+        assert!(
+            keys.verify(&minted, now).is_ok(),
+            "the longest mintable lifetime verifies"
+        );
+    }
+
+    #[test]
+    fn weak_secrets_are_named() {
+        assert_eq!(secret_weakness(b"short"), Some("must be at least 32 bytes"));
+        assert!(secret_weakness(&[b'a'; 40]).unwrap().contains("variety"));
+        assert!(secret_weakness(b"abcdefghijklmnopqrstuvwxyz0123456789").is_none());
+        assert!(
+            secret_weakness(b"0123456789abcdef0123456789abcdef")
+                .unwrap()
+                .contains("repeated")
+        );
+        assert!(
+            secret_weakness(b"0123456789ab0123456789ab0123456789ab")
+                .unwrap()
+                .contains("repeated")
+        );
+        // Random secrets, hex-encoded (the local gateway's) or base64 (docs/deploy.md's), pass.
+        let hex: String = random_bytes::<32>().iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(secret_weakness(hex.as_bytes()), None);
+        assert_eq!(secret_weakness(B64.encode(random_bytes::<48>()).as_bytes()), None);
     }
 
     #[test]

@@ -7,7 +7,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use crate::auth::{AgentTokenKeys, MIN_SECRET_BYTES, Pseudonymizer};
+use crate::auth::{AgentTokenKeys, Pseudonymizer, secret_weakness};
 use crate::domain::DEFAULT_MAX_MESSAGE_BYTES;
 use crate::policy::{IpPolicy, MAX_RETENTION_DAYS, RateLimit, RetentionPolicy};
 
@@ -207,19 +207,32 @@ impl Config {
             return Err(ConfigError::RegionOutsideEu(region));
         }
         let table_name = get(vars::TABLE_NAME).ok_or(ConfigError::Missing(vars::TABLE_NAME))?;
+        // Secrets must look random (see `auth::secret_weakness`), and an agent token
+        // secret must not double as the pseudonym key: a key shared between two
+        // purposes lets one purpose's outputs help attack the other.
         let secret = |var: &'static str| -> Result<Option<Vec<u8>>, ConfigError> {
             match get(var) {
                 None => Ok(None),
-                Some(s) if s.len() < MIN_SECRET_BYTES => Err(ConfigError::Invalid {
-                    var,
-                    why: "must be at least 32 bytes",
-                }),
-                Some(s) => Ok(Some(s.into_bytes())),
+                Some(s) => match secret_weakness(s.as_bytes()) {
+                    Some(why) => Err(ConfigError::Invalid { var, why }),
+                    None => Ok(Some(s.into_bytes())),
+                },
             }
         };
         let current = secret(vars::AGENT_TOKEN_SECRET)?.ok_or(ConfigError::Missing(vars::AGENT_TOKEN_SECRET))?;
         let previous = secret(vars::AGENT_TOKEN_SECRET_PREVIOUS)?;
         let pseudonym_key = secret(vars::PSEUDONYM_KEY)?.ok_or(ConfigError::Missing(vars::PSEUDONYM_KEY))?;
+        for (var, key) in [
+            (vars::AGENT_TOKEN_SECRET, Some(&current)),
+            (vars::AGENT_TOKEN_SECRET_PREVIOUS, previous.as_ref()),
+        ] {
+            if key == Some(&pseudonym_key) {
+                return Err(ConfigError::Invalid {
+                    var,
+                    why: "must differ from EUROCHAT_PSEUDONYM_KEY",
+                });
+            }
+        }
         let number = |var: &'static str, default: usize, range: std::ops::RangeInclusive<usize>| match get(var) {
             None => Ok(default),
             Some(v) => v
@@ -325,8 +338,11 @@ mod tests {
         HashMap::from([
             (vars::REGION, "eu-central-1".to_owned()),
             (vars::TABLE_NAME, "eurochat".to_owned()),
-            (vars::AGENT_TOKEN_SECRET, "a".repeat(32)),
-            (vars::PSEUDONYM_KEY, "p".repeat(32)),
+            (
+                vars::AGENT_TOKEN_SECRET,
+                "agent-token-secret-for-config-tests".to_owned(),
+            ),
+            (vars::PSEUDONYM_KEY, "pseudonym-key-for-config-tests-0123".to_owned()),
         ])
     }
 
@@ -435,6 +451,57 @@ mod tests {
             !err.to_string().contains("short"),
             "the value never appears in the message"
         );
+    }
+
+    #[test]
+    fn low_entropy_secrets_are_refused_by_name() {
+        for var in [
+            vars::AGENT_TOKEN_SECRET,
+            vars::AGENT_TOKEN_SECRET_PREVIOUS,
+            vars::PSEUDONYM_KEY,
+        ] {
+            for weak in ["x".repeat(64), "ab".repeat(20), "0123456789abcdef".repeat(2)] {
+                let mut env = base();
+                env.insert(var, weak.clone());
+                match load(&env) {
+                    Err(e @ ConfigError::Invalid { var: v, .. }) => {
+                        assert_eq!(v, var, "{weak}");
+                        assert!(!e.to_string().contains(&weak), "the value never appears in the message");
+                    }
+                    other => panic!("{var}={weak}: {other:?}"),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn agent_secrets_equal_to_the_pseudonym_key_are_refused() {
+        let mut env = base();
+        env.insert(vars::AGENT_TOKEN_SECRET, env[vars::PSEUDONYM_KEY].clone());
+        let err = load(&env).unwrap_err();
+        assert!(matches!(
+            err,
+            ConfigError::Invalid {
+                var: vars::AGENT_TOKEN_SECRET,
+                ..
+            }
+        ));
+        assert!(err.to_string().contains("EUROCHAT_PSEUDONYM_KEY"));
+
+        let mut env = base();
+        env.insert(vars::AGENT_TOKEN_SECRET_PREVIOUS, env[vars::PSEUDONYM_KEY].clone());
+        assert!(matches!(
+            load(&env),
+            Err(ConfigError::Invalid {
+                var: vars::AGENT_TOKEN_SECRET_PREVIOUS,
+                ..
+            })
+        ));
+        env.insert(
+            vars::AGENT_TOKEN_SECRET_PREVIOUS,
+            "previous-agent-secret-for-config-tests".into(),
+        );
+        assert!(load(&env).is_ok());
     }
 
     #[test]

@@ -448,7 +448,8 @@ impl Site {
 }
 
 /// One of a site's agents. Tokens are minted for an active agent; deactivating
-/// the agent revokes every token already issued.
+/// the agent, or revoking its tokens, refuses every token already issued, at the
+/// next connect, frame or HTTP call (see [`Agent::accepts_token_issued_at`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Agent {
@@ -464,6 +465,22 @@ pub struct Agent {
     pub active: bool,
     /// When the agent was created.
     pub created_at: Timestamp,
+    /// Tokens issued at or before this instant are refused everywhere. Set by
+    /// deactivation and by `eurochat-admin revoke-tokens`; reactivation keeps it,
+    /// so old tokens stay dead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_valid_after: Option<Timestamp>,
+}
+
+impl Agent {
+    /// Whether a token with this `iat` (epoch seconds) survives the agent's
+    /// revocations. `iat` has whole seconds, rounded up when minted, and
+    /// revocations have milliseconds: a token is accepted only if its `iat` is
+    /// after the revocation instant rounded up to the whole second. So a token
+    /// minted before the revocation, or within the same second, is refused.
+    pub fn accepts_token_issued_at(&self, iat: i64) -> bool {
+        self.tokens_valid_after.is_none_or(|t| iat > t.epoch_seconds())
+    }
 }
 
 /// The IP address of a session as the site's policy allowed it to be stored.
@@ -690,6 +707,15 @@ pub enum Principal {
         agent_id: AgentId,
         /// The agent's role when the connection was opened.
         role: AgentRole,
+        /// The token's expiry (epoch seconds), checked on every frame without
+        /// verifying the token again. 0 on items stored before it was recorded:
+        /// such a connection counts as expired and is asked to reconnect.
+        #[serde(default)]
+        token_exp: i64,
+        /// The token's issue time (epoch seconds), checked on every frame against
+        /// [`Agent::tokens_valid_after`].
+        #[serde(default)]
+        token_iat: i64,
     },
 }
 

@@ -214,8 +214,11 @@ impl From<AuthError> for ApiError {
     fn from(e: AuthError) -> Self {
         match e {
             AuthError::Expired => Self::new(ErrorCode::TokenExpired, "token expired"),
-            // Malformed and invalid look the same to a client: no oracle for forgeries.
-            AuthError::Malformed | AuthError::Invalid => Self::new(ErrorCode::Unauthorized, "invalid or missing token"),
+            // Malformed, invalid and out-of-bounds tokens look the same to a client:
+            // no oracle for forgeries.
+            AuthError::Malformed | AuthError::Invalid | AuthError::NotYetValid | AuthError::BadLifetime => {
+                Self::new(ErrorCode::Unauthorized, "invalid or missing token")
+            }
         }
     }
 }

@@ -3,9 +3,11 @@
 //! erasures), so every path applies the same rules.
 //!
 //! Who may ask: a site admin (agent token with the admin role, agent still
-//! active and still admin) for any visitor of their own site, found by visitor
-//! id, session id or pre-chat email; and the visitor themself with their own
-//! session token. Deleting one conversation is open to any agent of the site.
+//! active and still admin, token not revoked, request from the site's agent IP
+//! allow-list: [`crate::api::agent_auth::authenticate_agent`]) for any visitor
+//! of their own site, found by visitor id, session id or pre-chat email; and
+//! the visitor themself with their own session token. Deleting one
+//! conversation is open to any agent of the site.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -73,25 +75,25 @@ impl Requester {
     }
 }
 
-/// Authenticates a bearer token: an agent token, or a visitor's session token.
+/// Authenticates a bearer token: an agent token (checked as at `$connect`,
+/// including the site's agent IP allow-list against `source_ip`, the address
+/// from API Gateway's request context, never a header), or a visitor's session
+/// token. `route` names the endpoint in security logs.
 pub async fn authenticate(
     store: &(impl SiteStore + SessionStore),
     config: &Config,
     bearer: Option<&str>,
+    source_ip: Option<std::net::IpAddr>,
+    route: &'static str,
     now: Timestamp,
 ) -> Result<Requester, ApiError> {
     let token = bearer.ok_or(AuthError::Invalid)?;
     if token.starts_with("at1.") {
-        let claims = config.agent_keys.verify(token, now)?;
-        let agent = store
-            .get_agent(&claims.site, &claims.sub)
-            .await?
-            .filter(|a| a.active)
-            .ok_or(AuthError::Invalid)?;
+        let ok = crate::api::agent_auth::authenticate_agent(store, config, token, source_ip, route, now).await?;
         Ok(Requester::Agent {
-            site: claims.site,
-            agent: agent.id,
-            role: claims.role.min(agent.role),
+            site: ok.site.id,
+            agent: ok.agent.id,
+            role: ok.role,
         })
     } else {
         let presented = PresentedVisitorToken::parse(token)?;

@@ -112,6 +112,7 @@ impl<B: Backend> Chat<B> {
                     role,
                     active: true,
                     created_at: T0,
+                    tokens_valid_after: None,
                 };
                 chat.backend.store().put_agent(&agent).await.expect("put agent");
             }

@@ -99,9 +99,26 @@ pub async fn sites_round_trip_and_page<B: Backend>(b: &B) {
         role: AgentRole::Admin,
         active: true,
         created_at: T0,
+        tokens_valid_after: Some(Timestamp::from_millis(T0.millis() + 1_234)),
     };
     st.put_agent(&agent).await.unwrap();
     assert_eq!(st.get_agent(&a.id, &agent.id).await.unwrap(), Some(agent.clone()));
+    // The agent and its site in one read; either may be missing.
+    assert_eq!(
+        st.agent_and_site(&a.id, &agent.id).await.unwrap(),
+        (Some(agent.clone()), Some(a.clone()))
+    );
+    let nobody = AgentId::parse("nobody").unwrap();
+    assert_eq!(
+        st.agent_and_site(&a.id, &nobody).await.unwrap(),
+        (None, Some(a.clone()))
+    );
+    assert_eq!(
+        st.agent_and_site(&SiteId::parse("nope").unwrap(), &agent.id)
+            .await
+            .unwrap(),
+        (None, None)
+    );
     assert_eq!(
         st.get_agent(&SiteId::parse("site-b").unwrap(), &agent.id)
             .await

@@ -100,6 +100,8 @@ pub fn agent_conn(id: &str, site: &Site, agent: &str, now: Timestamp) -> Connect
         principal: Principal::Agent {
             agent_id: AgentId::parse(agent).expect("valid agent id"),
             role: AgentRole::Agent,
+            token_exp: now.plus(std::time::Duration::from_secs(12 * 3600)).epoch_seconds(),
+            token_iat: now.epoch_seconds(),
         },
         connected_at: now,
         expires_at: policy::connection_expiry(now),

@@ -2,6 +2,7 @@
 //!
 //! - [`moto`]: a moto server (DynamoDB and the API Gateway Management API) on a
 //!   free loopback port, started on first use and stopped with the test process.
+//! - [`auth_flows`]: authorization checked at use (revocation, expiry, allow-list), on both stores.
 //! - [`backends`]: the two store adapters behind one interface, each able to
 //!   emulate DynamoDB's TTL sweeper, so one contract suite runs against both.
 //! - [`contract`]: that suite.
@@ -15,6 +16,7 @@
 
 #![warn(missing_docs)]
 
+pub mod auth_flows;
 pub mod backends;
 pub mod chat;
 pub mod chat_flows;

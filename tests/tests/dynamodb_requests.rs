@@ -168,3 +168,35 @@ async fn a_sent_message_costs_three_requests_before_fan_out() {
         .count();
     assert_eq!(for_v, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_frames_cost_one_batch_get_more_and_visitor_frames_nothing_more() {
+    use eurochat_tests::backends::Dynamo;
+    use eurochat_tests::chat::Chat;
+    use serde_json::json;
+
+    let (store, log) = counted_store().await;
+    let chat = Chat::new(Dynamo(store)).await;
+    let v = chat.visitor().await;
+    assert_eq!(chat.connect("V1=", &v.token).await, 200);
+    let agent = chat.agent_token("acme", "alice", chat_core::domain::AgentRole::Admin);
+    log.take();
+    assert_eq!(chat.connect("A1=", &agent).await, 200);
+    assert_eq!(
+        log.take(),
+        ["UpdateItem", "BatchGetItem", "TransactWriteItems"],
+        "agent $connect: IP counter, agent + site, connection"
+    );
+    chat.send("A1=", json!({"action": "listConversations"})).await;
+    assert_eq!(
+        log.take(),
+        ["GetItem", "BatchGetItem", "Query"],
+        "agent frame: connection, agent + site (the per-frame check), the listing"
+    );
+    chat.send("V1=", json!({"action": "history"})).await;
+    assert_eq!(
+        log.take(),
+        ["GetItem", "GetItem", "Query"],
+        "visitor frame: connection, session, messages; no agent check"
+    );
+}

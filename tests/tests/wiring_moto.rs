@@ -17,8 +17,8 @@ fn local_config(table: &str) -> Config {
         vars::DYNAMODB_ENDPOINT => Some(endpoint.clone()),
         vars::APIGW_ENDPOINT => Some(endpoint.clone()),
         vars::TABLE_NAME => Some(table.clone()),
-        vars::AGENT_TOKEN_SECRET => Some("s".repeat(32)),
-        vars::PSEUDONYM_KEY => Some("p".repeat(32)),
+        vars::AGENT_TOKEN_SECRET => Some("wiring-agent-token-secret-for-tests".into()),
+        vars::PSEUDONYM_KEY => Some("wiring-pseudonym-key-for-tests-0123".into()),
         _ => None,
     })
     .expect("valid local configuration")

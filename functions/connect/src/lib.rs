@@ -3,14 +3,17 @@
 //! The token comes from the query string (`?token=`), from the WebSocket
 //! subprotocol (`Sec-WebSocket-Protocol: eurochat.v1, <token>`, echoed back as
 //! `eurochat.v1`), or, for visitors, from the `eurochat_vt` cookie. The Origin
-//! must be one of the site's; an agent must come from the site's IP allow-list
-//! when it has one. Anything wrong rejects the handshake (401, 403 or 429) and
+//! must be one of the site's; an agent is authenticated by
+//! [`chat_core::api::agent_auth::authenticate_agent`] (active, not revoked,
+//! from the site's IP allow-list), the same check every agent frame and HTTP
+//! call repeats. Anything wrong rejects the handshake (401, 403 or 429) and
 //! stores nothing but the per-IP attempt counter, which exists precisely to
 //! slow down token guessing.
 
 use std::net::IpAddr;
 
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
+use chat_core::api::agent_auth::authenticate_agent;
 use chat_core::api::ws::{self, SUBPROTOCOL, WsRequest};
 use chat_core::auth::{AuthError, PresentedVisitorToken};
 use chat_core::clock::{Clock, Timestamp};
@@ -163,31 +166,27 @@ async fn agent<S: SiteStore>(
     ip: IpAddr,
     now: Timestamp,
 ) -> Result<(SiteId, Principal), ApiError> {
-    let claims = deps.config.agent_keys.verify(token, now)?;
-    // A deactivated or deleted agent's tokens stop working at once.
-    let agent = deps
-        .store
-        .get_agent(&claims.site, &claims.sub)
-        .await?
-        .filter(|a| a.active)
-        .ok_or_else(unauthorized)?;
-    let site = deps.store.get_site(&claims.site).await?.ok_or_else(origin_refused)?;
-    if !site.allows_origin(origin) {
+    let ok = authenticate_agent(deps.store, deps.config, token, Some(ip), "connect", now).await?;
+    if !ok.site.allows_origin(origin) {
+        chat_core::security_log::SecurityEvent {
+            reason: "origin_not_allowed",
+            route: "connect",
+            site: Some(&ok.site.id),
+            agent: Some(&ok.agent.id),
+            ip_tag: Some(deps.config.pseudonymizer.ip_tag(ip)),
+        }
+        .log();
         return Err(origin_refused());
     }
-    if !site.allows_agent_ip(ip) {
-        return Err(ApiError::new(
-            ErrorCode::Forbidden,
-            "agents of this site may not connect from this address",
-        ));
-    }
-    // A token minted before a demotion carries no more than the agent's current role.
-    let role = claims.role.min(agent.role);
+    // The token's expiry and issue time go with the connection, so every frame
+    // re-checks them without verifying the token again.
     Ok((
-        site.id,
+        ok.site.id,
         Principal::Agent {
-            agent_id: agent.id,
-            role,
+            agent_id: ok.agent.id,
+            role: ok.role,
+            token_exp: ok.token_exp,
+            token_iat: ok.token_iat,
         },
     ))
 }

@@ -57,7 +57,15 @@ pub async fn handle<S: EraseStore>(event: ApiGatewayV2httpRequest, deps: &Deps<'
 
 async fn erase<S: EraseStore>(req: &HttpRequest<'_>, deps: &Deps<'_, S>) -> Result<serde_json::Value, ApiError> {
     let now = deps.clock.now();
-    let requester = gdpr::authenticate(deps.store, deps.config, req.bearer(), now).await?;
+    let requester = gdpr::authenticate(
+        deps.store,
+        deps.config,
+        req.bearer(),
+        req.source_ip(),
+        "gdpr_erase",
+        now,
+    )
+    .await?;
     let body = req.json_body()?;
     let (action, subject) = match json::opt_str(&body, "scope")?.unwrap_or("subject") {
         "subject" => {

@@ -47,7 +47,15 @@ where
     S: SiteStore + SessionStore + SubjectStore + MessageStore + AuditStore,
 {
     let now = deps.clock.now();
-    let requester = gdpr::authenticate(deps.store, deps.config, req.bearer(), now).await?;
+    let requester = gdpr::authenticate(
+        deps.store,
+        deps.config,
+        req.bearer(),
+        req.source_ip(),
+        "gdpr_export",
+        now,
+    )
+    .await?;
     let body = req.json_body()?;
     let subject_ref = gdpr::subject_ref(&body)?;
     gdpr::check_access(&requester, &subject_ref, json::opt_str(&body, "siteId")?)?;

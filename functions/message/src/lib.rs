@@ -8,9 +8,18 @@
 //! conversation or site). Delivery is at least once: a retried `sendMessage` is
 //! acknowledged with the original sequence and delivered again, and clients
 //! deduplicate by (`sessionId`, `seq`).
+//!
+//! Authorization is checked at use: every agent frame re-checks the token's
+//! expiry (kept on the connection record) and reads the agent and its site in
+//! one BatchGetItem (active, not revoked, this frame's source address in the
+//! allow-list). A refused agent gets an `unauthorized` error frame, then the
+//! socket is closed and its record deleted. Visitor frames pay nothing extra.
+
+use std::net::IpAddr;
 
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use chat_core::api::MAX_FRAME_BYTES;
+use chat_core::api::agent_auth::{FrameRefusal, TokenFacts, recheck_agent_frame};
 use chat_core::api::delivery::{recipients, send_all};
 use chat_core::api::frames::{ConversationView, MessageView, ServerFrame};
 use chat_core::api::json::{self, Object};
@@ -22,7 +31,8 @@ use chat_core::error::{ApiError, ErrorCode};
 use chat_core::gateway::{ConnectionGateway, GatewayFactory};
 use chat_core::gdpr;
 use chat_core::storage::{
-    AuditStore, ConnectionStore, ConversationStore, MessageStore, NewMessage, SessionStore, SubjectStore,
+    AuditStore, ConnectionStore, ConversationStore, MessageStore, NewMessage, SessionStore, SiteStore, StoreError,
+    SubjectStore,
 };
 
 /// Every action this function serves.
@@ -53,12 +63,12 @@ pub struct Deps<'a, S> {
     pub config: &'a Config,
 }
 
-/// The storage the routes use.
+/// The storage the routes use (sites and agents for the per-frame agent check).
 pub trait MessageRoutesStore:
-    SessionStore + MessageStore + ConnectionStore + ConversationStore + SubjectStore + AuditStore
+    SiteStore + SessionStore + MessageStore + ConnectionStore + ConversationStore + SubjectStore + AuditStore
 {
 }
-impl<T: SessionStore + MessageStore + ConnectionStore + ConversationStore + SubjectStore + AuditStore>
+impl<T: SiteStore + SessionStore + MessageStore + ConnectionStore + ConversationStore + SubjectStore + AuditStore>
     MessageRoutesStore for T
 {
 }
@@ -77,6 +87,7 @@ pub async fn handle<S: MessageRoutesStore>(
         deps,
         gateway: gateway.as_ref(),
         conn_id: &conn_id,
+        source_ip: req.source_ip(),
         now: deps.clock.now(),
     };
     let frame = req.frame();
@@ -88,25 +99,53 @@ pub async fn handle<S: MessageRoutesStore>(
         .map(str::to_owned);
     let outcome = match frame {
         Ok(f) => ctx.dispatch(&f).await,
-        Err(e) => Err(e),
+        Err(e) => Err(e.into()),
     };
-    match outcome {
-        Ok(action) => tracing::info!(action, "frame handled"),
-        Err(e) => {
-            tracing::info!(code = e.code.as_str(), "frame refused");
-            let bytes = serde_json::to_vec(&e.ws_frame(ref_id.as_deref())).unwrap_or_default();
-            if let Err(err) = ctx.gateway.send(&conn_id, &bytes).await {
-                tracing::warn!(error = %err, "could not send an error frame");
-            }
+    let (e, close) = match outcome {
+        Ok(action) => {
+            tracing::info!(action, "frame handled");
+            return ws::status(200);
         }
+        Err(FrameError::Api(e)) => (e, false),
+        Err(FrameError::Refused(e)) => (e, true),
+    };
+    tracing::info!(code = e.code.as_str(), "frame refused");
+    let bytes = serde_json::to_vec(&e.ws_frame(ref_id.as_deref())).unwrap_or_default();
+    if let Err(err) = ctx.gateway.send(&conn_id, &bytes).await {
+        tracing::warn!(error = %err, "could not send an error frame");
+    }
+    if close {
+        ctx.close().await;
     }
     ws::status(200)
+}
+
+/// Why a frame was not handled.
+enum FrameError {
+    /// Answered with an error frame; the connection stays.
+    Api(ApiError),
+    /// The agent may no longer act: error frame, then the socket is closed.
+    Refused(ApiError),
+}
+
+impl From<ApiError> for FrameError {
+    fn from(e: ApiError) -> Self {
+        Self::Api(e)
+    }
+}
+
+impl From<StoreError> for FrameError {
+    fn from(e: StoreError) -> Self {
+        Self::Api(e.into())
+    }
 }
 
 struct Ctx<'a, 'd, S> {
     deps: &'a Deps<'d, S>,
     gateway: &'a dyn ConnectionGateway,
     conn_id: &'a ConnectionId,
+    /// This frame's source address, from API Gateway's request context.
+    source_ip: Option<IpAddr>,
     now: Timestamp,
 }
 
@@ -118,6 +157,8 @@ enum Sender {
     },
     Agent {
         agent_id: AgentId,
+        /// The role checked on this frame.
+        role: AgentRole,
     },
 }
 
@@ -145,21 +186,64 @@ impl<S: MessageRoutesStore> Ctx<'_, '_, S> {
         }
     }
 
-    async fn dispatch(&self, f: &Object) -> Result<&'static str, ApiError> {
-        let action = json::req_str(f, "action")?;
+    /// Closes the sender's socket and deletes its connection record (the
+    /// `$disconnect` the close triggers deletes it again, harmlessly).
+    async fn close(&self) {
+        if let Err(e) = self.gateway.close(self.conn_id).await {
+            tracing::warn!(error = %e, "could not close a refused connection");
+        }
+        if let Err(e) = self.store().delete_connection(self.conn_id).await {
+            tracing::warn!(error = %e, "could not delete a refused connection");
+        }
+    }
+
+    /// Who sent the frame. An agent is re-checked on every frame (see the module header).
+    async fn sender(&self, conn: Connection) -> Result<Sender, FrameError> {
+        match conn.principal {
+            Principal::Visitor { session_id, visitor_id } => Ok(Sender::Visitor { session_id, visitor_id }),
+            Principal::Agent {
+                agent_id,
+                role,
+                token_exp,
+                token_iat,
+            } => {
+                let token = TokenFacts {
+                    role,
+                    iat: token_iat,
+                    exp: token_exp,
+                };
+                let d = self.deps;
+                match recheck_agent_frame(
+                    d.store,
+                    d.config,
+                    &conn.site_id,
+                    &agent_id,
+                    token,
+                    self.source_ip,
+                    self.now,
+                )
+                .await
+                {
+                    Ok(role) => Ok(Sender::Agent { agent_id, role }),
+                    Err(FrameRefusal::Refused(r)) => Err(FrameError::Refused(r.frame_error())),
+                    Err(FrameRefusal::Store(e)) => Err(e.into()),
+                }
+            }
+        }
+    }
+
+    async fn dispatch(&self, f: &Object) -> Result<&'static str, FrameError> {
+        let action = json::req_str(f, "action").map_err(ApiError::from)?;
         let Some(action) = ACTIONS.iter().copied().find(|a| *a == action) else {
-            return Err(ApiError::new(ErrorCode::UnknownAction, "unknown action"));
+            return Err(ApiError::new(ErrorCode::UnknownAction, "unknown action").into());
         };
         let conn = self
             .store()
             .get_connection(self.conn_id, self.now)
             .await?
             .ok_or_else(|| ApiError::new(ErrorCode::Unauthorized, "connection is not authenticated; reconnect"))?;
-        let sender = match conn.principal {
-            Principal::Visitor { session_id, visitor_id } => Sender::Visitor { session_id, visitor_id },
-            Principal::Agent { agent_id, .. } => Sender::Agent { agent_id },
-        };
-        let site = conn.site_id;
+        let site = conn.site_id.clone();
+        let sender = self.sender(conn).await?;
         match action {
             "sendMessage" => self.send_message(f, &site, &sender).await,
             "typing" => self.typing(f, &site, &sender).await,
@@ -203,7 +287,7 @@ impl<S: MessageRoutesStore> Ctx<'_, '_, S> {
                 role: AuthorRole::Visitor,
                 id: visitor_id.to_string(),
             },
-            Sender::Agent { agent_id } => Author {
+            Sender::Agent { agent_id, .. } => Author {
                 role: AuthorRole::Agent,
                 id: agent_id.to_string(),
             },
@@ -365,7 +449,7 @@ impl<S: MessageRoutesStore> Ctx<'_, '_, S> {
     /// An agent deletes a conversation: everything in it is erased, the visitor's live
     /// connections are closed, and an audit record (no personal data) is kept.
     async fn delete_conversation(&self, f: &Object, site: &SiteId, sender: &Sender) -> Result<(), ApiError> {
-        let Sender::Agent { agent_id } = sender else {
+        let Sender::Agent { agent_id, role } = sender else {
             return Err(ApiError::new(ErrorCode::Forbidden, "agents only"));
         };
         let session_id = self.target(f, sender)?;
@@ -376,7 +460,7 @@ impl<S: MessageRoutesStore> Ctx<'_, '_, S> {
         let requester = gdpr::Requester::Agent {
             site: site.clone(),
             agent: agent_id.clone(),
-            role: AgentRole::Agent,
+            role: *role,
         };
         let subject = gdpr::Subject {
             visitor_ids: [session.visitor_id.clone()].into(),

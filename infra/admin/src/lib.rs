@@ -1,14 +1,16 @@
 //! The operator's tool: sites (origins, retention, IP policy, agent IP
-//! allow-list), agents, and agent tokens, against the same store the functions
-//! use. The binary (`eurochat-admin`) is argument parsing around these functions.
+//! allow-list), agents, agent tokens and their revocation, against the same
+//! store the functions use. The binary (`eurochat-admin`) is argument parsing
+//! around these functions.
 
 use std::time::Duration;
 
-use chat_core::auth::AgentTokenKeys;
+use chat_core::auth::{AgentTokenKeys, MAX_AGENT_TOKEN_LIFETIME};
 use chat_core::clock::Timestamp;
 use chat_core::domain::*;
+use chat_core::gateway::ConnectionGateway;
 use chat_core::policy::{IpPolicy, RetentionPolicy};
-use chat_core::storage::{SiteStore, StoreError};
+use chat_core::storage::{ConnectionStore, SiteStore, StoreError};
 
 /// Why an admin command failed.
 #[derive(Debug, thiserror::Error)]
@@ -22,6 +24,9 @@ pub enum AdminError {
     /// The store failed.
     #[error("store: {0}")]
     Store(#[from] StoreError),
+    /// The management API could not close a connection.
+    #[error("closing a connection: {0}")]
+    Gateway(chat_core::gateway::GatewayError),
 }
 
 /// What to set on a site; `None` keeps the current value (or the default for a new site).
@@ -103,7 +108,9 @@ pub async fn put_site(store: &impl SiteStore, spec: &SiteSpec, now: Timestamp) -
     Ok(site)
 }
 
-/// Creates or updates an agent of an existing site.
+/// Creates or updates an agent of an existing site. Deactivating revokes every
+/// token issued so far (`tokensValidAfter` = now); reactivating keeps that, so
+/// old tokens stay dead and the agent needs a new one.
 pub async fn put_agent(
     store: &impl SiteStore,
     site: &str,
@@ -120,7 +127,9 @@ pub async fn put_agent(
     if name.is_empty() || name.chars().count() > 100 {
         return Err(ValidationError::new("name", "must be 1-100 characters").into());
     }
-    let created_at = store.get_agent(&site_id, &id).await?.map_or(now, |a| a.created_at);
+    let existing = store.get_agent(&site_id, &id).await?;
+    let created_at = existing.as_ref().map_or(now, |a| a.created_at);
+    let kept = existing.and_then(|a| a.tokens_valid_after);
     let agent = Agent {
         site_id,
         id,
@@ -128,15 +137,65 @@ pub async fn put_agent(
         role,
         active,
         created_at,
+        tokens_valid_after: if active { kept } else { kept.max(Some(now)) },
     };
     store.put_agent(&agent).await?;
     Ok(agent)
 }
 
-/// Longest agent token lifetime the tool mints (30 days).
-pub const MAX_TOKEN_HOURS: u64 = 720;
+/// Revokes every token of an agent issued so far (`tokensValidAfter` = now): they
+/// are refused at the next connect, frame or HTTP call. Tokens minted afterwards
+/// work (see [`mint_agent_token`]).
+pub async fn revoke_tokens(
+    store: &impl SiteStore,
+    site: &str,
+    agent: &str,
+    now: Timestamp,
+) -> Result<Agent, AdminError> {
+    let site_id = SiteId::parse(site)?;
+    let mut agent = store
+        .get_agent(&site_id, &AgentId::parse(agent)?)
+        .await?
+        .ok_or(AdminError::NotFound("agent"))?;
+    agent.tokens_valid_after = agent.tokens_valid_after.max(Some(now));
+    store.put_agent(&agent).await?;
+    Ok(agent)
+}
 
-/// Mints a token for an active agent, with the agent's current role.
+/// Closes an agent's open WebSocket connections and deletes their records: one
+/// Query on the site's partition for its online agents, then a DeleteConnection
+/// per connection of this agent. Returns how many were closed. Stops at the
+/// first connection the management API cannot close; its record is kept, and
+/// its next frame is refused anyway.
+pub async fn close_agent_connections(
+    store: &impl ConnectionStore,
+    gateway: &dyn ConnectionGateway,
+    site: &str,
+    agent: &str,
+    now: Timestamp,
+) -> Result<usize, AdminError> {
+    let site_id = SiteId::parse(site)?;
+    let agent_id = AgentId::parse(agent)?;
+    let mut closed = 0;
+    for conn in store.agent_connections(&site_id, now).await? {
+        if !matches!(&conn.principal, Principal::Agent { agent_id: a, .. } if *a == agent_id) {
+            continue;
+        }
+        gateway.close(&conn.id).await.map_err(AdminError::Gateway)?;
+        store.delete_connection(&conn.id).await?;
+        closed += 1;
+    }
+    Ok(closed)
+}
+
+/// Longest agent token lifetime the tool mints: the longest tokens verify
+/// ([`MAX_AGENT_TOKEN_LIFETIME`], 7 days).
+pub const MAX_TOKEN_HOURS: u64 = MAX_AGENT_TOKEN_LIFETIME.as_secs() / 3600;
+
+/// Mints a token for an active agent, with the agent's current role. Its `iat`
+/// is after the agent's last revocation even when minted in the same second
+/// (it then lies at most a second in the future, well within the verifier's
+/// skew), so a token minted right after `revoke-tokens` works.
 pub async fn mint_agent_token(
     store: &impl SiteStore,
     keys: &AgentTokenKeys,
@@ -146,7 +205,7 @@ pub async fn mint_agent_token(
     now: Timestamp,
 ) -> Result<String, AdminError> {
     if !(1..=MAX_TOKEN_HOURS).contains(&hours) {
-        return Err(ValidationError::new("ttlHours", "must be between 1 and 720").into());
+        return Err(ValidationError::new("ttlHours", "must be between 1 and 168 (7 days)").into());
     }
     let site_id = SiteId::parse(site)?;
     let agent = store
@@ -154,5 +213,15 @@ pub async fn mint_agent_token(
         .await?
         .filter(|a| a.active)
         .ok_or(AdminError::NotFound("active agent"))?;
-    Ok(keys.mint(&site_id, &agent.id, agent.role, now, Duration::from_secs(hours * 3600)))
+    let issued = match agent.tokens_valid_after {
+        Some(t) => now.max(Timestamp::from_secs(t.epoch_seconds() + 1)),
+        None => now,
+    };
+    Ok(keys.mint(
+        &site_id,
+        &agent.id,
+        agent.role,
+        issued,
+        Duration::from_secs(hours * 3600),
+    ))
 }

@@ -2,13 +2,14 @@
 
 use std::process::ExitCode;
 
-use chat_core::auth::{AgentTokenKeys, MIN_SECRET_BYTES};
-use chat_core::clock::{Clock, SystemClock};
+use chat_core::auth::{AgentTokenKeys, secret_weakness};
+use chat_core::clock::{Clock, SystemClock, Timestamp};
 use chat_core::config::{is_eu_region, vars};
 use chat_core::domain::AgentRole;
+use chat_core::gateway::ApiGatewayManagement;
 use chat_core::storage::{DynamoStore, SiteStore, schema};
 use clap::{Parser, Subcommand, ValueEnum};
-use eurochat_admin::{SiteSpec, mint_agent_token, put_agent, put_site};
+use eurochat_admin::{SiteSpec, close_agent_connections, mint_agent_token, put_agent, put_site, revoke_tokens};
 
 /// Manage eurochat sites, agents and agent tokens.
 #[derive(Parser)]
@@ -23,6 +24,11 @@ struct Cli {
     /// A local DynamoDB endpoint (moto, DynamoDB Local) on a loopback address.
     #[arg(long)]
     dynamodb_endpoint: Option<String>,
+    /// The WebSocket API's management endpoint (`https://{api}.execute-api.{region}.amazonaws.com/{stage}`,
+    /// or a loopback URL): deactivating an agent or revoking its tokens then also
+    /// closes its open connections.
+    #[arg(long, env = vars::WS_MANAGEMENT_ENDPOINT)]
+    ws_management_endpoint: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -84,9 +90,19 @@ enum Command {
         /// Role.
         #[arg(long, value_enum, default_value = "agent")]
         role: Role,
-        /// Deactivate (revokes every token of the agent).
+        /// Deactivate (revokes every token of the agent, for good: reactivating
+        /// does not bring old tokens back).
         #[arg(long)]
         inactive: bool,
+    },
+    /// Revokes every token of an agent issued so far; tokens minted afterwards work.
+    RevokeTokens {
+        /// Site id.
+        #[arg(long)]
+        site: String,
+        /// Agent id.
+        #[arg(long)]
+        agent: String,
     },
     /// Mints an agent token (needs EUROCHAT_AGENT_TOKEN_SECRET).
     MintToken {
@@ -96,7 +112,7 @@ enum Command {
         /// Agent id.
         #[arg(long)]
         agent: String,
-        /// Lifetime in hours (1-720).
+        /// Lifetime in hours (1-168).
         #[arg(long, default_value_t = 12)]
         ttl_hours: u64,
     },
@@ -114,7 +130,31 @@ fn is_loopback(url: &str) -> bool {
         })
 }
 
-async fn store(cli: &Cli) -> Result<DynamoStore, String> {
+/// After a revocation: closes the agent's open connections through the management
+/// API when its endpoint is known, and says what happened either way.
+async fn close_connections(
+    cli: &Cli,
+    sdk: &aws_config::SdkConfig,
+    store: &DynamoStore,
+    site: &str,
+    agent: &str,
+    now: Timestamp,
+) -> Result<String, String> {
+    let Some(endpoint) = &cli.ws_management_endpoint else {
+        return Ok(format!(
+            "no management endpoint (--ws-management-endpoint or {}): open connections were not closed; \
+             they are refused at their next frame",
+            vars::WS_MANAGEMENT_ENDPOINT
+        ));
+    };
+    let gateway = ApiGatewayManagement::new(sdk, endpoint.trim_end_matches('/'));
+    let closed = close_agent_connections(store, &gateway, site, agent, now)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(format!("closed {closed} open connection(s) of the agent"))
+}
+
+async fn store(cli: &Cli) -> Result<(aws_config::SdkConfig, DynamoStore), String> {
     let mut loader =
         aws_config::defaults(aws_config::BehaviorVersion::latest()).region(aws_config::Region::new(cli.region.clone()));
     match &cli.dynamodb_endpoint {
@@ -135,13 +175,21 @@ async fn store(cli: &Cli) -> Result<DynamoStore, String> {
         None => {}
     }
     let sdk = loader.load().await;
-    Ok(DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), cli.table.clone()))
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), cli.table.clone());
+    Ok((sdk, store))
 }
 
 async fn run(cli: Cli) -> Result<String, String> {
-    let store = store(&cli).await?;
+    // Checked before anything changes, so a typo never leaves a half-done revocation.
+    if let Some(endpoint) = &cli.ws_management_endpoint {
+        let https = url::Url::parse(endpoint).is_ok_and(|u| u.scheme() == "https" && u.host_str().is_some());
+        if !https && !is_loopback(endpoint) {
+            return Err("--ws-management-endpoint must be an https URL (or a loopback URL)".into());
+        }
+    }
+    let (sdk, store) = store(&cli).await?;
     let now = SystemClock.now();
-    match cli.command {
+    match &cli.command {
         Command::CreateTable => {
             schema::create_table(store.client(), store.table())
                 .await
@@ -158,25 +206,25 @@ async fn run(cli: Cli) -> Result<String, String> {
             agent_ips,
             clear_agent_ips,
         } => {
-            let agent_ips = if clear_agent_ips {
+            let agent_ips = if *clear_agent_ips {
                 Some(Vec::new())
             } else {
-                (!agent_ips.is_empty()).then_some(agent_ips)
+                (!agent_ips.is_empty()).then(|| agent_ips.clone())
             };
             let spec = SiteSpec {
-                id: site,
-                name,
-                origins,
-                retention_days,
-                ip_policy,
-                ip_retention_days,
+                id: site.clone(),
+                name: name.clone(),
+                origins: origins.clone(),
+                retention_days: *retention_days,
+                ip_policy: ip_policy.clone(),
+                ip_retention_days: *ip_retention_days,
                 agent_ips,
             };
             let site = put_site(&store, &spec, now).await.map_err(|e| e.to_string())?;
             serde_json::to_string_pretty(&site).map_err(|e| e.to_string())
         }
         Command::ShowSite { site } => {
-            let id = chat_core::domain::SiteId::parse(&site).map_err(|e| e.to_string())?;
+            let id = chat_core::domain::SiteId::parse(site).map_err(|e| e.to_string())?;
             let site = store
                 .get_site(&id)
                 .await
@@ -195,19 +243,34 @@ async fn run(cli: Cli) -> Result<String, String> {
                 Role::Agent => AgentRole::Agent,
                 Role::Admin => AgentRole::Admin,
             };
-            let agent = put_agent(&store, &site, &agent, &name, role, !inactive, now)
+            let stored = put_agent(&store, site, agent, name, role, !inactive, now)
                 .await
                 .map_err(|e| e.to_string())?;
-            serde_json::to_string_pretty(&agent).map_err(|e| e.to_string())
+            let json = serde_json::to_string_pretty(&stored).map_err(|e| e.to_string())?;
+            if !inactive {
+                return Ok(json);
+            }
+            let closed = close_connections(&cli, &sdk, &store, site, agent, now).await?;
+            Ok(format!("{json}\n{closed}"))
+        }
+        Command::RevokeTokens { site, agent } => {
+            let stored = revoke_tokens(&store, site, agent, now)
+                .await
+                .map_err(|e| e.to_string())?;
+            let closed = close_connections(&cli, &sdk, &store, site, agent, now).await?;
+            let after = stored.tokens_valid_after.unwrap_or(now).to_rfc3339();
+            Ok(format!(
+                "tokens of agent {agent} of site {site} issued up to {after} (to the second) are revoked\n{closed}"
+            ))
         }
         Command::MintToken { site, agent, ttl_hours } => {
             let secret = std::env::var(vars::AGENT_TOKEN_SECRET)
                 .map_err(|_| format!("{} is not set", vars::AGENT_TOKEN_SECRET))?;
-            if secret.len() < MIN_SECRET_BYTES {
-                return Err(format!("{} must be at least 32 bytes", vars::AGENT_TOKEN_SECRET));
+            if let Some(why) = secret_weakness(secret.as_bytes()) {
+                return Err(format!("{} {why}", vars::AGENT_TOKEN_SECRET));
             }
             let keys = AgentTokenKeys::new(secret.as_bytes(), None);
-            mint_agent_token(&store, &keys, &site, &agent, ttl_hours, now)
+            mint_agent_token(&store, &keys, site, agent, *ttl_hours, now)
                 .await
                 .map_err(|e| e.to_string())
         }

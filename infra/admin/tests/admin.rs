@@ -219,3 +219,197 @@ fn the_binary_refuses_non_eu_regions_and_remote_endpoints() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("loopback"));
 }
+
+/// Deactivation, reactivation, revocation, closing connections and minting after a
+/// revocation, on one store.
+async fn revocation_flow(store: &impl chat_core::storage::Store) {
+    use chat_core::clock::Timestamp;
+    use chat_core::domain::AgentId;
+    use chat_core::gateway::RecordingGateway;
+    use eurochat_tests::fixtures::{agent_conn, site};
+
+    let keys = AgentTokenKeys::new(b"admin-lib-test-secret-32-bytes-long!", None);
+    put_site(store, &spec("shop"), T0).await.unwrap();
+    for agent in ["alice", "bob"] {
+        put_agent(store, "shop", agent, agent, AgentRole::Admin, true, T0)
+            .await
+            .unwrap();
+    }
+    let old = mint_agent_token(store, &keys, "shop", "alice", 12, T0).await.unwrap();
+    let old_iat = keys.verify(&old, T0).unwrap().iat;
+    let shop = site("shop");
+    for (conn, agent) in [("AL1=", "alice"), ("AL2=", "alice"), ("BO1=", "bob")] {
+        store.put_connection(&agent_conn(conn, &shop, agent, T0)).await.unwrap();
+    }
+
+    let off = put_agent(store, "shop", "alice", "alice", AgentRole::Admin, false, at_min(1))
+        .await
+        .unwrap();
+    assert_eq!(off.tokens_valid_after, Some(at_min(1)), "deactivation revokes");
+    let on = put_agent(store, "shop", "alice", "alice", AgentRole::Admin, true, at_min(2))
+        .await
+        .unwrap();
+    assert_eq!(
+        on.tokens_valid_after,
+        Some(at_min(1)),
+        "reactivation keeps the revocation"
+    );
+    assert!(!on.accepts_token_issued_at(old_iat), "old tokens stay dead");
+
+    let gateway = RecordingGateway::new();
+    assert_eq!(
+        close_agent_connections(store, &gateway, "shop", "alice", at_min(2))
+            .await
+            .unwrap(),
+        2
+    );
+    let mut closed: Vec<String> = gateway.closed().iter().map(|c| c.to_string()).collect();
+    closed.sort();
+    assert_eq!(closed, ["AL1=", "AL2="], "only that agent's connections");
+    let online: Vec<String> = store
+        .agent_connections(&shop.id, at_min(2))
+        .await
+        .unwrap()
+        .iter()
+        .map(|c| c.id.to_string())
+        .collect();
+    assert_eq!(online, ["BO1="], "their records are deleted, the others' kept");
+
+    // Revoking at 3 min 0.5 s; a token minted in that same second still works.
+    let revoked_at = Timestamp::from_millis(at_min(3).millis() + 500);
+    let agent = revoke_tokens(store, "shop", "alice", revoked_at).await.unwrap();
+    assert_eq!(agent.tokens_valid_after, Some(revoked_at));
+    let fresh = mint_agent_token(store, &keys, "shop", "alice", 12, revoked_at)
+        .await
+        .unwrap();
+    let claims = keys.verify(&fresh, revoked_at).unwrap();
+    assert!(agent.accepts_token_issued_at(claims.iat), "minted after the revocation");
+    assert!(matches!(
+        revoke_tokens(store, "shop", "nobody", at_min(4)).await,
+        Err(AdminError::NotFound(_))
+    ));
+    let bob = store
+        .get_agent(&shop.id, &AgentId::parse("bob").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(bob.tokens_valid_after, None, "other agents untouched");
+
+    // The longest lifetime minted is the longest verified.
+    assert!(
+        mint_agent_token(store, &keys, "shop", "alice", MAX_TOKEN_HOURS, at_min(5))
+            .await
+            .is_ok()
+    );
+    assert!(matches!(
+        mint_agent_token(store, &keys, "shop", "alice", MAX_TOKEN_HOURS + 1, at_min(5)).await,
+        Err(AdminError::Invalid(e)) if e.field == "ttlHours"
+    ));
+}
+
+#[tokio::test]
+async fn revocation_on_memory() {
+    revocation_flow(&MemoryStore::new()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocation_on_dynamodb() {
+    revocation_flow(&eurochat_tests::backends::Dynamo::new().await.0).await;
+}
+
+fn admin_cli(table: &str, global: &[&str], args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_eurochat-admin"))
+        .args([
+            "--table",
+            table,
+            "--dynamodb-endpoint",
+            eurochat_tests::moto::moto().endpoint(),
+        ])
+        .args(global)
+        .args(args)
+        .env("EUROCHAT_AGENT_TOKEN_SECRET", "admin-cli-test-secret-32-bytes-long!")
+        .env_remove("EUROCHAT_WS_MANAGEMENT_ENDPOINT")
+        .env_remove("AWS_REGION")
+        .output()
+        .expect("run eurochat-admin");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_revokes_tokens_and_closes_connections() {
+    use chat_core::clock::Clock;
+    use chat_core::domain::AgentId;
+    use chat_core::storage::{ConnectionStore, DynamoStore};
+    use eurochat_tests::fixtures::{agent_conn, site};
+
+    let table = eurochat_tests::moto::unique_table("admin");
+    assert!(admin_cli(&table, &[], &["create-table"]).0);
+    let (ok, _, err) = admin_cli(
+        &table,
+        &[],
+        &["put-site", "--site", "shop", "--origin", "https://shop.example"],
+    );
+    assert!(ok, "{err}");
+    let agent = ["--site", "shop", "--agent", "alice"];
+    let (ok, _, err) = admin_cli(
+        &table,
+        &[],
+        &[&["put-agent", "--name", "Alice"][..], &agent[..]].concat(),
+    );
+    assert!(ok, "{err}");
+    let (ok, _, err) = admin_cli(
+        &table,
+        &[],
+        &[&["mint-token", "--ttl-hours", "169"][..], &agent[..]].concat(),
+    );
+    assert!(!ok && err.contains("168"), "{err}");
+
+    let (ok, out, err) = admin_cli(&table, &[], &[&["revoke-tokens"][..], &agent[..]].concat());
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("revoked") && out.contains("no management endpoint"),
+        "{out}"
+    );
+
+    let store = DynamoStore::new(
+        aws_sdk_dynamodb::Client::new(&eurochat_tests::moto::sdk_config().await),
+        table.clone(),
+    );
+    let shop = site("shop");
+    let now = chat_core::clock::SystemClock.now();
+    store
+        .put_connection(&agent_conn("AL1=", &shop, "alice", now))
+        .await
+        .unwrap();
+    let endpoint = eurochat_tests::moto::moto().endpoint();
+    let (ok, out, err) = admin_cli(
+        &table,
+        &["--ws-management-endpoint", endpoint],
+        &[&["put-agent", "--name", "Alice", "--inactive"][..], &agent[..]].concat(),
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("closed 1 open connection"), "{out}");
+    let stored = store
+        .get_agent(&shop.id, &AgentId::parse("alice").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!stored.active && stored.tokens_valid_after.is_some());
+    assert!(store.agent_connections(&shop.id, now).await.unwrap().is_empty());
+    let (ok, _, err) = admin_cli(
+        &table,
+        &["--ws-management-endpoint", "http://10.0.0.1/prod"],
+        &[&["revoke-tokens"][..], &agent[..]].concat(),
+    );
+    assert!(!ok && err.contains("https"), "{err}");
+    let again = store
+        .get_agent(&shop.id, &AgentId::parse("alice").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(again, stored, "a bad endpoint changes nothing");
+}

@@ -2,6 +2,7 @@
 //! request views, field extraction with client-safe errors, the frames sent to
 //! WebSocket clients, and fan-out. The wire contract is `docs/protocol.md`.
 
+pub mod agent_auth;
 pub mod delivery;
 pub mod frames;
 pub mod http;

@@ -758,6 +758,26 @@ impl SiteStore for DynamoStore {
             .map(|i| decode::<Agent>("GetItem", i).map(|e| e.data))
             .transpose()
     }
+
+    async fn agent_and_site(
+        &self,
+        site: &SiteId,
+        agent: &AgentId,
+    ) -> Result<(Option<Agent>, Option<Site>), StoreError> {
+        let pk = keys::site_pk(site);
+        let items = self
+            .batch_get(vec![key(pk.clone(), keys::agent_sk(agent)), key(pk, keys::SITE_SK)])
+            .await?;
+        let (mut found_agent, mut found_site) = (None, None);
+        for item in items {
+            if attr_str(&item, keys::SK) == Some(keys::SITE_SK) {
+                found_site = Some(decode::<Site>("BatchGetItem", item)?.data);
+            } else {
+                found_agent = Some(decode::<Agent>("BatchGetItem", item)?.data);
+            }
+        }
+        Ok((found_agent, found_site))
+    }
 }
 
 #[async_trait]

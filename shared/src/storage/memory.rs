@@ -255,6 +255,19 @@ impl SiteStore for MemoryStore {
             .get(&(site.to_string(), id.to_string()))
             .cloned())
     }
+
+    async fn agent_and_site(
+        &self,
+        site: &SiteId,
+        agent: &AgentId,
+    ) -> Result<(Option<Agent>, Option<Site>), StoreError> {
+        // One lock for both, as DynamoDB's one consistent BatchGetItem reads both at once.
+        let g = self.lock();
+        Ok((
+            g.agents.get(&(site.to_string(), agent.to_string())).cloned(),
+            g.sites.get(site.as_str()).cloned(),
+        ))
+    }
 }
 
 #[async_trait]

@@ -176,6 +176,11 @@ pub trait SiteStore: Send + Sync {
     async fn put_agent(&self, agent: &Agent) -> Result<(), StoreError>;
     /// Reads an agent.
     async fn get_agent(&self, site: &SiteId, id: &AgentId) -> Result<Option<Agent>, StoreError>;
+    /// Reads an agent and its site together, consistently: one BatchGetItem. What
+    /// authenticating an agent needs (active, revocations, IP allow-list) on every
+    /// connect, frame and HTTP call, at the cost of one request.
+    async fn agent_and_site(&self, site: &SiteId, agent: &AgentId)
+    -> Result<(Option<Agent>, Option<Site>), StoreError>;
 }
 
 /// Visitor sessions.

@@ -1,0 +1,339 @@
+//! Authenticating an agent, the same way at every door: `$connect`, every agent
+//! frame on an open socket, and every HTTP call (GDPR export and erasure).
+//!
+//! An agent is accepted when the token verifies (signature, site scope,
+//! `exp`, `iat` skew and lifetime bounds, see [`crate::auth`]), the agent
+//! exists and is active, the token was issued after the agent's last
+//! revocation ([`Agent::accepts_token_issued_at`]), and the request's source
+//! address (API Gateway's, never a header) is in the site's agent IP
+//! allow-list when it has one. The agent and its site are read together in one
+//! BatchGetItem ([`SiteStore::agent_and_site`]). Its role is the lower of the
+//! token's and the agent's current one, so a demotion takes effect at once.
+//!
+//! Every refusal is logged as a [`SecurityEvent`] (reason, route, site,
+//! agent, keyed IP tag), never with the IP or the token.
+
+use std::net::IpAddr;
+
+use crate::auth::AuthError;
+use crate::clock::Timestamp;
+use crate::config::Config;
+use crate::domain::{Agent, AgentId, AgentRole, Site, SiteId};
+use crate::error::{ApiError, ErrorCode};
+use crate::security_log::SecurityEvent;
+use crate::storage::{SiteStore, StoreError};
+
+/// Why an agent was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The token itself: malformed, forged, expired, from the future, too long-lived.
+    Token(AuthError),
+    /// The agent does not exist (any more) or is deactivated.
+    Inactive,
+    /// The token was issued at or before the agent's last revocation.
+    Revoked,
+    /// The site has an agent IP allow-list and the source address is not in it.
+    IpNotAllowed,
+    /// The token's site does not exist (any more).
+    NoSite,
+}
+
+impl Refusal {
+    /// Stable reason code for the security log.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::Token(e) => e.reason(),
+            Self::Inactive => "agent_inactive",
+            Self::Revoked => "agent_revoked",
+            Self::IpNotAllowed => "ip_not_allowed",
+            Self::NoSite => "site_missing",
+        }
+    }
+
+    /// What a `$connect` or HTTP client is told: `forbidden` (403) for an address
+    /// outside the allow-list (the credentials are fine, the place is not),
+    /// `token_expired` (401) for an expired token, `unauthorized` (401) otherwise.
+    pub fn api_error(self) -> ApiError {
+        match self {
+            Self::Token(e) => e.into(),
+            Self::IpNotAllowed => ApiError::new(
+                ErrorCode::Forbidden,
+                "agents of this site may not connect from this address",
+            ),
+            Self::Inactive | Self::Revoked | Self::NoSite => AuthError::Invalid.into(),
+        }
+    }
+
+    /// What an agent frame on an open socket is told before the socket is closed:
+    /// always `unauthorized`, whatever the reason (docs/protocol.md).
+    pub fn frame_error(self) -> ApiError {
+        let message = match self {
+            Self::Token(AuthError::Expired) => "token expired; reconnect with a new token",
+            _ => "no longer authorized; reconnect",
+        };
+        ApiError::new(ErrorCode::Unauthorized, message)
+    }
+}
+
+impl From<AuthError> for Refusal {
+    fn from(e: AuthError) -> Self {
+        Self::Token(e)
+    }
+}
+
+/// An agent let in.
+#[derive(Debug, Clone)]
+pub struct AuthenticatedAgent {
+    /// The agent as stored.
+    pub agent: Agent,
+    /// Its site as stored.
+    pub site: Site,
+    /// The role it acts with: the lower of the token's and the agent's.
+    pub role: AgentRole,
+    /// The token's `iat`, epoch seconds.
+    pub token_iat: i64,
+    /// The token's `exp`, epoch seconds.
+    pub token_exp: i64,
+}
+
+/// What a token claims, for [`check`].
+#[derive(Debug, Clone, Copy)]
+pub struct TokenFacts {
+    /// The role the token grants (or, on a frame, the connection's role).
+    pub role: AgentRole,
+    /// Issued at, epoch seconds.
+    pub iat: i64,
+    /// Expires at, epoch seconds.
+    pub exp: i64,
+}
+
+/// The checks on a stored agent and site, with no I/O: expiry, active,
+/// revocation, IP allow-list. Returns the role to act with.
+pub fn check(
+    agent: Option<Agent>,
+    site: Option<Site>,
+    token: TokenFacts,
+    ip: Option<IpAddr>,
+    now: Timestamp,
+) -> Result<AuthenticatedAgent, Refusal> {
+    if token.exp <= now.epoch_seconds() {
+        return Err(AuthError::Expired.into());
+    }
+    let agent = agent.filter(|a| a.active).ok_or(Refusal::Inactive)?;
+    if !agent.accepts_token_issued_at(token.iat) {
+        return Err(Refusal::Revoked);
+    }
+    let site = site.ok_or(Refusal::NoSite)?;
+    // Without a source address there is nothing to check an allow-list against.
+    let allowed = match ip {
+        Some(ip) => site.allows_agent_ip(ip),
+        None => site.agent_ip_allowlist.is_none(),
+    };
+    if !allowed {
+        return Err(Refusal::IpNotAllowed);
+    }
+    Ok(AuthenticatedAgent {
+        role: token.role.min(agent.role),
+        agent,
+        site,
+        token_iat: token.iat,
+        token_exp: token.exp,
+    })
+}
+
+/// Logs a refusal as a security event.
+pub fn log_refusal(
+    config: &Config,
+    refusal: Refusal,
+    route: &'static str,
+    site: Option<&SiteId>,
+    agent: Option<&AgentId>,
+    ip: Option<IpAddr>,
+) {
+    SecurityEvent {
+        reason: refusal.reason(),
+        route,
+        site,
+        agent,
+        ip_tag: ip.map(|ip| config.pseudonymizer.ip_tag(ip)),
+    }
+    .log();
+}
+
+/// Authenticates an agent token presented at `$connect` or on an HTTP call
+/// (`route` names it in the security log). `ip` is the source address from
+/// API Gateway's request context.
+pub async fn authenticate_agent(
+    store: &impl SiteStore,
+    config: &Config,
+    token: &str,
+    ip: Option<IpAddr>,
+    route: &'static str,
+    now: Timestamp,
+) -> Result<AuthenticatedAgent, ApiError> {
+    let claims = match config.agent_keys.verify(token, now) {
+        Ok(c) => c,
+        Err(e) => {
+            log_refusal(config, e.into(), route, None, None, ip);
+            return Err(e.into());
+        }
+    };
+    let (agent, site) = store.agent_and_site(&claims.site, &claims.sub).await?;
+    let facts = TokenFacts {
+        role: claims.role,
+        iat: claims.iat,
+        exp: claims.exp,
+    };
+    check(agent, site, facts, ip, now).map_err(|r| {
+        log_refusal(config, r, route, Some(&claims.site), Some(&claims.sub), ip);
+        r.api_error()
+    })
+}
+
+/// Why an agent frame was not let through.
+#[derive(Debug)]
+pub enum FrameRefusal {
+    /// The agent may no longer act: answer `unauthorized` and close the socket.
+    Refused(Refusal),
+    /// Reading the agent failed; the frame fails, the socket stays.
+    Store(StoreError),
+}
+
+/// Re-checks an agent's open connection for one frame: the token's expiry from
+/// the connection record first (no read), then the agent and site in one
+/// BatchGetItem. `ip` is this frame's source address. Refusals are logged
+/// under the route `frame`.
+pub async fn recheck_agent_frame(
+    store: &impl SiteStore,
+    config: &Config,
+    site: &SiteId,
+    agent: &AgentId,
+    token: TokenFacts,
+    ip: Option<IpAddr>,
+    now: Timestamp,
+) -> Result<AgentRole, FrameRefusal> {
+    let outcome = if token.exp <= now.epoch_seconds() {
+        Err(Refusal::Token(AuthError::Expired))
+    } else {
+        let (a, s) = store.agent_and_site(site, agent).await.map_err(FrameRefusal::Store)?;
+        check(a, s, token, ip, now).map(|ok| ok.role)
+    };
+    outcome.map_err(|r| {
+        log_refusal(config, r, "frame", Some(site), Some(agent), ip);
+        FrameRefusal::Refused(r)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::RetentionPolicy;
+
+    fn agent(active: bool, tokens_valid_after: Option<Timestamp>) -> Agent {
+        Agent {
+            site_id: SiteId::parse("acme").unwrap(),
+            id: AgentId::parse("alice").unwrap(),
+            display_name: "Alice".into(),
+            role: AgentRole::Agent,
+            active,
+            created_at: Timestamp::from_secs(0),
+            tokens_valid_after,
+        }
+    }
+
+    fn site(allow: Option<&str>) -> Site {
+        Site {
+            id: SiteId::parse("acme").unwrap(),
+            name: "Acme".into(),
+            allowed_origins: vec![],
+            retention: RetentionPolicy::default(),
+            agent_ip_allowlist: allow.map(|n| vec![n.parse().unwrap()]),
+            created_at: Timestamp::from_secs(0),
+            updated_at: Timestamp::from_secs(0),
+        }
+    }
+
+    const FACTS: TokenFacts = TokenFacts {
+        role: AgentRole::Admin,
+        iat: 1_000,
+        exp: 5_000,
+    };
+
+    #[test]
+    fn every_check_refuses_with_its_own_reason() {
+        let now = Timestamp::from_secs(2_000);
+        let ip = Some("192.0.2.9".parse().unwrap());
+        let ok = check(
+            Some(agent(true, None)),
+            Some(site(Some("192.0.2.0/24"))),
+            FACTS,
+            ip,
+            now,
+        )
+        .unwrap();
+        assert_eq!(ok.role, AgentRole::Agent, "the lower of token and agent role");
+        let cases = [
+            (
+                Some(agent(true, None)),
+                Some(site(None)),
+                Timestamp::from_secs(5_000),
+                ip,
+                "token_expired",
+            ),
+            (None, Some(site(None)), now, ip, "agent_inactive"),
+            (Some(agent(false, None)), Some(site(None)), now, ip, "agent_inactive"),
+            (Some(agent(true, None)), None, now, ip, "site_missing"),
+            (
+                Some(agent(true, None)),
+                Some(site(Some("198.51.100.0/24"))),
+                now,
+                ip,
+                "ip_not_allowed",
+            ),
+            (
+                Some(agent(true, None)),
+                Some(site(Some("192.0.2.0/24"))),
+                now,
+                None,
+                "ip_not_allowed",
+            ),
+        ];
+        for (i, (a, s, at, ip, reason)) in cases.into_iter().enumerate() {
+            assert_eq!(check(a, s, FACTS, ip, at).unwrap_err().reason(), reason, "case {i}");
+        }
+    }
+
+    #[test]
+    fn revocation_refuses_tokens_issued_up_to_its_second() {
+        let now = Timestamp::from_secs(2_000);
+        let revoked = |at_ms: i64| {
+            check(
+                Some(agent(true, Some(Timestamp::from_millis(at_ms)))),
+                Some(site(None)),
+                FACTS,
+                None,
+                now,
+            )
+        };
+        // The token's iat is 1000 s (minting rounds up, so it was minted in 999.001..=1000 s).
+        assert!(revoked(999_000).is_ok(), "revoked in an earlier second");
+        assert_eq!(revoked(999_999).unwrap_err(), Refusal::Revoked, "same second: refused");
+        assert_eq!(revoked(1_000_000).unwrap_err(), Refusal::Revoked);
+        assert_eq!(revoked(1_000_001).unwrap_err(), Refusal::Revoked);
+    }
+
+    #[test]
+    fn frame_refusals_are_all_unauthorized() {
+        for r in [
+            Refusal::Token(AuthError::Expired),
+            Refusal::Inactive,
+            Refusal::Revoked,
+            Refusal::IpNotAllowed,
+            Refusal::NoSite,
+        ] {
+            assert_eq!(r.frame_error().code, ErrorCode::Unauthorized);
+        }
+        assert_eq!(Refusal::IpNotAllowed.api_error().code, ErrorCode::Forbidden);
+        assert_eq!(Refusal::Revoked.api_error().code, ErrorCode::Unauthorized);
+    }
+}
