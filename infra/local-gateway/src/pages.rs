@@ -139,7 +139,10 @@ mod tests {
         let console = page_csp("127.0.0.1:8080", Framing::Denied);
         for csp in [&demo, &console] {
             assert!(csp.starts_with("default-src 'none'"), "{csp}");
-            assert!(csp.contains("script-src 'self';") && csp.contains("style-src 'self';"), "{csp}");
+            assert!(
+                csp.contains("script-src 'self';") && csp.contains("style-src 'self';"),
+                "{csp}"
+            );
             assert!(!csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"), "{csp}");
             assert!(csp.contains("connect-src 'self' ws://127.0.0.1:8080"), "{csp}");
         }
@@ -154,17 +157,33 @@ mod tests {
             for script in lower.match_indices("<script").map(|(i, _)| &lower[i..]) {
                 let tag_end = script.find('>').unwrap_or(script.len());
                 assert!(script[..tag_end].contains(" src="), "{name}: inline <script>");
-                assert!(script[tag_end + 1..].starts_with("</script>"), "{name}: script with a body");
+                assert!(
+                    script[tag_end + 1..].starts_with("</script>"),
+                    "{name}: script with a body"
+                );
             }
             assert!(!lower.contains("<style"), "{name}: inline <style>");
             assert!(!lower.contains(" style="), "{name}: style attribute");
             assert!(!lower.contains("javascript:"), "{name}: javascript: URL");
-            for handler in [" onclick=", " onload=", " onsubmit=", " oninput=", " onchange=", " onerror="] {
+            for handler in [
+                " onclick=",
+                " onload=",
+                " onsubmit=",
+                " oninput=",
+                " onchange=",
+                " onerror=",
+            ] {
                 assert!(!lower.contains(handler), "{name}: inline handler {handler}");
             }
         }
         for (name, js) in [("widget.js", WIDGET_JS), ("console.js", CONSOLE_JS)] {
-            for banned in ["eval(", "new Function", "innerHTML", ".style.cssText", "setAttribute(\"style\""] {
+            for banned in [
+                "eval(",
+                "new Function",
+                "innerHTML",
+                ".style.cssText",
+                "setAttribute(\"style\"",
+            ] {
                 assert!(!js.contains(banned), "{name} uses {banned}");
             }
         }

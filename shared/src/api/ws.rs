@@ -109,6 +109,9 @@ pub fn reject(err: &ApiError) -> ApiGatewayProxyResponse {
         ::http::HeaderValue::from_static("nosniff"),
     );
     let mut body = serde_json::json!({ "code": err.code.as_str(), "message": err.message });
+    if let Some(field) = err.field {
+        body["field"] = field.into();
+    }
     if let Some(secs) = err.retry_after {
         body["retryAfter"] = secs.into();
         r.headers
