@@ -555,7 +555,8 @@ pub async fn retention_work_is_bounded_and_resumes_from_its_checkpoint<B: Backen
                 .is_some(),
             "paused with a checkpoint"
         );
-        assert!(runs < 20, "runs make progress");
+        // The orphan scan reads every item, the audit records these runs write included.
+        assert!(runs < 40, "runs make progress");
     }
     assert_eq!(total, 5);
     assert!(runs >= 3, "the work took several bounded runs: {runs}");
