@@ -316,7 +316,8 @@
     for (const s of r.body.sessions) {
       const li = el("li", { class: "ec-match", "data-test": "lookup-session", "data-found-by": s.foundBy || "" });
       const who = s.preChatForm && s.preChatForm.name ? ` · ${s.preChatForm.name}` : "";
-      li.append(el("span", {}, `${s.sessionId.slice(0, 12)}… · ${s.createdAt || ""} · ${s.messageCount || 0} messages${who} · `));
+      const visitor = s.visitorId ? ` · visitor ${s.visitorId}` : "";
+      li.append(el("span", {}, `${s.sessionId.slice(0, 12)}…${visitor} · ${s.createdAt || ""} · ${s.messageCount || 0} messages${who} · `));
       if (s.foundBy === "unverifiedEmail") li.append(el("span", { class: "ec-mark" }, "unverified email"));
       lookupSessions.append(li);
     }
