@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// The checkpoint's job name.
-pub const JOB: &str = "retention";
+pub const JOB: &str = chat_core::storage::keys::RETENTION_JOB;
 /// Work units a run does unless told otherwise.
 pub const DEFAULT_BUDGET: u32 = 2000;
 
@@ -153,7 +153,7 @@ impl<S: SiteStore + RetentionStore + ConversationStore + AuditStore> Run<'_, S> 
                 self.summary.conversations_erased += 1;
                 *self.site_counts.entry("conversationsErased".into()).or_default() += 1;
                 if !self.options.dry_run {
-                    let items = self.store.erase_session(&s.id).await?.total();
+                    let items = self.store.erase_session(&s.id, self.now).await?.total();
                     self.summary.items_erased += items;
                     *self.site_counts.entry("itemsErased".into()).or_default() += items;
                 }

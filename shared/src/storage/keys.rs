@@ -112,6 +112,12 @@ pub fn audit_pk(site: &SiteId) -> String {
 pub fn rate_pk(key: &str) -> String {
     format!("RATE#{key}")
 }
+/// The retention job's checkpoint name.
+pub const RETENTION_JOB: &str = "retention";
+/// Every job that keeps a checkpoint (erasure resets one that names an erased session).
+pub const JOBS: [&str; 1] = [RETENTION_JOB];
+/// The session attribute set by an erasure's fence (`Session::erasing_since`).
+pub const ERASING: &str = "erasingSince";
 /// A job's checkpoint partition.
 pub fn job_pk(job: &str) -> String {
     format!("JOB#{job}")
