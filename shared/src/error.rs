@@ -187,6 +187,8 @@ pub fn json_response(status: u16, body: &impl Serialize) -> ApiGatewayV2httpResp
     let mut headers = HeaderMap::new();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     headers.insert("cache-control", HeaderValue::from_static("no-store"));
+    // Browsers must never guess another type (and so run a JSON answer as script or HTML).
+    headers.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
     let mut resp = ApiGatewayV2httpResponse::default();
     resp.status_code = i64::from(status);
     resp.headers = headers;
@@ -281,6 +283,16 @@ mod tests {
         };
         let v: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert_eq!(v["error"]["code"], "rate_limited");
+    }
+
+    #[test]
+    fn every_http_answer_forbids_content_sniffing() {
+        let ok = json_response(200, &serde_json::json!({"ok": true}));
+        let refused = ApiError::new(ErrorCode::Forbidden, "no").http_response();
+        for r in [ok, refused] {
+            assert_eq!(r.headers.get("x-content-type-options").unwrap(), "nosniff");
+            assert_eq!(r.headers.get(CONTENT_TYPE).unwrap(), "application/json");
+        }
     }
 
     #[test]

@@ -29,6 +29,43 @@ use crate::storage::{
     ConnectionStore, ConversationStore, ErasedCounts, MessageStore, SessionStore, SiteStore, StoreError, SubjectStore,
 };
 
+/// How an export's sessions were found, as the document states per session.
+///
+/// A pre-chat email is typed by whoever fills in the form, never verified: a
+/// lookup by email may match a stranger who typed the same address. Every
+/// session found that way says so (`"foundBy": "unverifiedEmail"`), and the
+/// document carries [`UNVERIFIED_EMAIL_NOTE`], so nobody mistakes the match
+/// for proof of identity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum FoundBy {
+    /// The visitor's own session token (self-service).
+    OwnSessionToken,
+    /// A visitor id an admin named.
+    VisitorId,
+    /// A session id an admin named (with every session of its visitor).
+    SessionId,
+    /// A pre-chat email an admin named: typed by someone, not verified.
+    UnverifiedEmail,
+}
+
+impl FoundBy {
+    /// How sessions resolved from `subject` were found.
+    pub fn of(subject: &SubjectRef) -> Self {
+        match subject {
+            SubjectRef::Myself => Self::OwnSessionToken,
+            SubjectRef::Visitor(_) => Self::VisitorId,
+            SubjectRef::Session(_) => Self::SessionId,
+            SubjectRef::Email(_) => Self::UnverifiedEmail,
+        }
+    }
+}
+
+/// The export's top-level `note` when its sessions were found by email.
+pub const UNVERIFIED_EMAIL_NOTE: &str = "These sessions were found by a pre-chat email address, which visitors type \
+    and nobody verifies: some may belong to someone else who typed the same address. Check each session before \
+    handing this export over or erasing anything (see docs/gdpr.md, 'Requests by email').";
+
 /// The export document's schema identifier (see docs/gdpr.md).
 pub const EXPORT_SCHEMA: &str = "eurochat.gdpr-export/1";
 
@@ -330,10 +367,16 @@ fn decode_cursor(cursor: &str, subject: &Subject) -> Result<(usize, u64), ApiErr
 
 /// One page of a subject's export (see docs/gdpr.md for the schema). Pages end
 /// under [`EXPORT_PAGE_BYTES`]; `next` continues.
+///
+/// `site` must be the site as the deployment runs it ([`Site::within`] its
+/// limit): every `kept.until` follows the retention in force now, the shorter of
+/// the session's own and the site's current one. `found_by` is stated on every
+/// session, with a note when it is an unverified email.
 pub async fn export_page(
-    store: &impl MessageStore,
+    store: &(impl MessageStore + ConnectionStore),
     site: &Site,
     subject: &Subject,
+    found_by: FoundBy,
     cursor: Option<&str>,
     now: Timestamp,
     page_bytes: usize,
@@ -349,8 +392,9 @@ pub async fn export_page(
         let s = &subject.sessions[index];
         let mut entry = serde_json::Map::new();
         entry.insert("sessionId".into(), s.id.as_str().into());
+        entry.insert("foundBy".into(), json!(found_by));
         if after == 0 {
-            let details = session_details(s, site, now);
+            let details = session_details(s, site, now, &store.conversation_connections(&s.id, now).await?);
             let size = Value::Object(details.clone()).to_string().len();
             // Many sessions must not overflow a page either: stop at a session boundary.
             if size > budget && !sessions_out.is_empty() {
@@ -365,7 +409,9 @@ pub async fn export_page(
             let page = store.list_messages(&s.id, after, 100).await?;
             for m in &page.messages {
                 let view = MessageView::from(m);
-                let v = json!({"seq": view.seq, "role": view.role, "authorId": view.author_id, "text": view.text, "createdAt": m.created_at.to_rfc3339()});
+                // The retry record of a message holds (author, clientMsgId, seq): all of it is here.
+                let v = json!({"seq": view.seq, "role": view.role, "authorId": view.author_id, "text": view.text,
+                    "clientMsgId": m.client_msg_id.as_str(), "createdAt": m.created_at.to_rfc3339()});
                 let size = v.to_string().len() + 1;
                 if size > budget && !(messages.is_empty() && sessions_out.is_empty()) {
                     // Nothing of this session's messages fits: leave the whole session (details
@@ -396,15 +442,19 @@ pub async fn export_page(
         "schema": EXPORT_SCHEMA,
         "generatedAt": now.to_rfc3339(),
         "site": { "id": site.id, "name": site.name },
-        "subject": { "visitorIds": subject.visitor_ids, "sessionCount": subject.sessions.len() },
+        "subject": { "visitorIds": subject.visitor_ids, "sessionCount": subject.sessions.len(), "foundBy": found_by },
+        "note": (found_by == FoundBy::UnverifiedEmail).then_some(UNVERIFIED_EMAIL_NOTE),
         "retention": {
             "emptySession": format!("deleted {} minutes after the last access", EMPTY_SESSION_IDLE.as_secs() / 60),
-            "conversation": format!("deleted {} days after the last message (or earlier by an agent)", site.retention.conversation_days),
+            "conversation": format!("deleted {} days after the last message (or earlier by an agent); a conversation started under a shorter retention keeps that one", site.retention.conversation_days),
             "ipAddress": format!("stored as '{}', deleted {} days after it was recorded, or with its session",
                 serde_json::to_value(site.retention.ip_policy).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default(),
                 site.retention.ip_retention_days),
             "visitorToken": format!("valid {} days after it was issued or last renewed; only a hash is stored", VISITOR_TOKEN_LIFETIME.as_secs() / 86_400),
             "messages": "kept with their conversation",
+            "retryRecords": "one per message (its author, clientMsgId and sequence number, all shown with the message), kept with their conversation",
+            "connections": format!("a record per open chat connection (when it opened), deleted when it closes, at the latest {} minutes after it opened", policy::CONNECTION_LIFETIME.as_secs() / 60),
+            "messageRateWindow": "the start of the current one-minute window and the messages sent in it, kept with the session",
             "preChatForm": "kept with its session",
             "auditRecords": format!("GDPR actions are recorded for {} years without personal data (a keyed hash of your visitor id)", AUDIT_RETENTION.as_secs() / (365 * 86_400)),
         },
@@ -413,7 +463,26 @@ pub async fn export_page(
     }))
 }
 
-fn session_details(s: &Session, site: &Site, now: Timestamp) -> serde_json::Map<String, Value> {
+/// When a session stops being kept under the retention in force now: the
+/// shorter of its own retention and `site`'s current one (capped by the
+/// deployment), counted from its last message. An empty session's 30 minutes
+/// do not depend on the site.
+fn effective_expiry(s: &Session, site: &Site) -> Timestamp {
+    match s.last_activity_at {
+        Some(last) if s.is_conversation() => s
+            .expires_at
+            .min(last.plus(policy::days(site.retention.conversation_days))),
+        _ => s.expires_at,
+    }
+}
+
+fn session_details(
+    s: &Session,
+    site: &Site,
+    now: Timestamp,
+    connections: &[Connection],
+) -> serde_json::Map<String, Value> {
+    let until = effective_expiry(s, site);
     let mut m = serde_json::Map::new();
     m.insert("visitorId".into(), s.visitor_id.as_str().into());
     m.insert("createdAt".into(), s.created_at.to_rfc3339().into());
@@ -425,20 +494,20 @@ fn session_details(s: &Session, site: &Site, now: Timestamp) -> serde_json::Map<
     m.insert("status".into(), json!(s.status));
     m.insert("messageCount".into(), s.last_seq.into());
     let rule = if s.is_conversation() {
-        "conversation: retention days after the last message"
+        "conversation: the site's current retention after the last message (the shorter, if the conversation started under a shorter one)"
     } else {
         "empty session: 30 minutes after the last access"
     };
-    m.insert("kept".into(), json!(kept(s.expires_at, rule)));
+    m.insert("kept".into(), json!(kept(until, rule)));
     // Data past its expiry is still listed until it is physically removed, and says so.
-    m.insert("pendingDeletion".into(), (!policy::is_live(s.expires_at, now)).into());
+    m.insert("pendingDeletion".into(), (!policy::is_live(until, now)).into());
     m.insert(
         "visitorToken".into(),
-        json!({ "expiresAt": s.token_expires_at.to_rfc3339(), "stored": "SHA-256 hash only" }),
+        json!({ "expiresAt": s.token_expires_at.to_rfc3339(), "stored": "SHA-256 hash only", "kept": kept(until, "with the session") }),
     );
     let ip = s.ip.as_ref().map(|ip| {
-        let until = ip.recorded_at.plus(policy::days(site.retention.ip_retention_days)).min(s.expires_at);
-        json!({ "address": ip.address, "recordedAt": ip.recorded_at.to_rfc3339(), "kept": kept(until, "site IP retention, or with the session") })
+        let ip_until = ip.recorded_at.plus(policy::days(site.retention.ip_retention_days)).min(until);
+        json!({ "address": ip.address, "recordedAt": ip.recorded_at.to_rfc3339(), "kept": kept(ip_until, "site IP retention, or with the session") })
     });
     m.insert("technical".into(), json!({ "ip": ip, "userAgent": s.user_agent }));
     let prechat = s.prechat.as_ref().map(|p| {
@@ -446,7 +515,7 @@ fn session_details(s: &Session, site: &Site, now: Timestamp) -> serde_json::Map<
             "name": p.name.as_ref().map(PersonName::as_str),
             "email": p.email.as_ref().map(Email::as_str),
             "consent": { "purpose": p.consent.purpose, "policyVersion": p.consent.policy_version, "givenAt": p.consent.given_at.to_rfc3339() },
-            "kept": kept(s.expires_at, "with the session"),
+            "kept": kept(until, "with the session"),
         })
     });
     m.insert("preChatForm".into(), prechat.unwrap_or(Value::Null));
@@ -454,5 +523,28 @@ fn session_details(s: &Session, site: &Site, now: Timestamp) -> serde_json::Map<
         "readMarkers".into(),
         json!({ "visitor": s.visitor_read_seq, "agents": s.agent_read_seq }),
     );
+    // The rate limiter's state is stored on the session: a window start and a count.
+    let never_limited = s.rate_count == 0 && s.rate_window_start == Timestamp::default();
+    m.insert(
+        "messageRateWindow".into(),
+        if never_limited {
+            Value::Null
+        } else {
+            json!({ "windowStart": s.rate_window_start.to_rfc3339(), "messagesInWindow": s.rate_count, "kept": kept(until, "with the session") })
+        },
+    );
+    // The visitor's own live connections; agents' connections are the agents' data.
+    let connections: Vec<Value> = connections
+        .iter()
+        .filter(|c| matches!(&c.principal, Principal::Visitor { session_id, .. } if *session_id == s.id))
+        .map(|c| {
+            json!({
+                "connectionId": c.id.as_str(),
+                "connectedAt": c.connected_at.to_rfc3339(),
+                "kept": kept(c.expires_at.min(until), "until the connection closes, at the latest 2 hours 10 minutes after it opened"),
+            })
+        })
+        .collect();
+    m.insert("connections".into(), connections.into());
     m
 }

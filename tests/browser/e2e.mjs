@@ -46,10 +46,23 @@ const visitorContext = await browser.newContext({ acceptDownloads: true, viewpor
 const agentContext = await browser.newContext({ acceptDownloads: true, viewport: { width: 1100, height: 760 } });
 const visitor = await visitorContext.newPage();
 const agent = await agentContext.newPage();
+// The pages run under a strict Content-Security-Policy: any blocked inline script, style,
+// handler or connection fails the test, whichever way the browser reports it.
+const cspViolations = [];
 for (const [name, page] of [["visitor", visitor], ["agent", agent]]) {
   page.setDefaultTimeout(TIMEOUT);
   page.on("pageerror", (e) => console.error(`${name} page error: ${e.message}`));
   page.on("dialog", (d) => d.accept());
+  page.on("console", (m) => {
+    if (m.type() === "error" && /content security policy/i.test(m.text())) cspViolations.push(`${name}: ${m.text()}`);
+  });
+  await page.exposeFunction("__reportCsp", (text) => cspViolations.push(`${name}: ${text}`));
+  // Init scripts run outside the page's CSP, so this listener itself is never blocked.
+  await page.addInitScript(() => {
+    document.addEventListener("securitypolicyviolation", (e) =>
+      window.__reportCsp(`${e.violatedDirective} blocked ${e.blockedURI || "inline"} (${e.sourceFile}:${e.lineNumber})`),
+    );
+  });
 }
 
 const steps = [];
@@ -57,6 +70,7 @@ async function step(name, fn) {
   const started = Date.now();
   try {
     await fn();
+    if (cspViolations.length) throw new Error(`Content-Security-Policy violations: ${cspViolations.join("; ")}`);
     steps.push({ step: name, ms: Date.now() - started });
   } catch (e) {
     console.error(`FAILED at "${name}": ${e.message}`);
@@ -74,13 +88,26 @@ const question = "Hello, where is my order #1042?";
 const answer = "Hi! It left our warehouse this morning.";
 let sessionId;
 
+const securityHeaders = (response, page, framing) => {
+  const h = response.headers();
+  const csp = h["content-security-policy"] || "";
+  if (!csp.includes("script-src 'self'") || /unsafe-inline|unsafe-eval/.test(csp)) throw new Error(`${page} CSP: ${csp}`);
+  if (framing !== csp.includes("frame-ancestors 'none'")) throw new Error(`${page} framing: ${csp}`);
+  if (h["x-content-type-options"] !== "nosniff") throw new Error(`${page} lacks nosniff`);
+  if (h["referrer-policy"] !== "no-referrer") throw new Error(`${page} referrer policy: ${h["referrer-policy"]}`);
+};
+
 await step("the agent console signs in and goes online", async () => {
-  await agent.goto(args.console);
+  const response = await agent.goto(args.console);
+  securityHeaders(response, "console", true);
   await agent.locator("body[data-state=online]").waitFor();
+  if (agent.url().includes("token")) throw new Error("the token stayed in the console's URL");
 });
 
 await step("the visitor widget opens a session and goes online", async () => {
-  await visitor.goto(`${args.base}/demo`);
+  const response = await visitor.goto(`${args.base}/demo`);
+  securityHeaders(response, "demo", false);
+  if ((await visitorContext.cookies()).length) throw new Error("the widget got a cookie");
   await visitor.locator("[data-test=widget][data-state=online]").waitFor();
   sessionId = await visitor.locator("[data-test=widget]").getAttribute("data-session");
   if (!/^ses_[0-9a-f]{32}$/.test(sessionId || "")) throw new Error(`no session id: ${sessionId}`);
@@ -167,6 +194,43 @@ await step("a reload after deletion starts afresh with no history", async () => 
   if ((await visitor.locator("[data-test=message]").count()) !== 0) throw new Error("history survived erasure");
   await visitor.screenshot({ path: join(args.shots, "visitor-after-delete.png"), fullPage: true });
   await agent.screenshot({ path: join(args.shots, "console-after-delete.png"), fullPage: true });
+});
+
+const sharedEmail = "same.address@example.org";
+await step("an admin's request by email previews the matches with a warning before anything happens", async () => {
+  // Two visitors typed the same address into the pre-chat form: only one can be the requester.
+  for (const name of ["Requester", "Stranger"]) {
+    const r = await visitorContext.request.post(`${args.base}/v1/sessions`, {
+      headers: { origin: args.base },
+      data: { siteId: "demo", prechat: { name, email: sharedEmail, consent: { purpose: "support-follow-up", policyVersion: "2026-01" } } },
+    });
+    if (r.status() !== 201) throw new Error(`pre-chat session: ${r.status()}`);
+  }
+  await agent.locator("[data-test=lookup-email]").fill(sharedEmail);
+  await agent.locator("[data-test=lookup]").click();
+  await agent.locator("[data-test=lookup-result]").waitFor();
+  await expectText(agent.locator("[data-test=lookup-warning]"), "nobody verifies");
+  const marked = agent.locator("[data-test=lookup-session][data-found-by=unverifiedEmail]");
+  if ((await marked.count()) !== 2) throw new Error(`${await marked.count()} sessions marked unverified, expected 2`);
+  for (const button of ["lookup-download", "lookup-erase"]) {
+    if (!(await agent.locator(`[data-test=${button}]`).isDisabled())) throw new Error(`${button} usable before confirming`);
+  }
+  await agent.screenshot({ path: join(args.shots, "console-email-request.png"), fullPage: true });
+});
+
+await step("after confirming, the admin downloads the marked export and erases exactly what was shown", async () => {
+  await agent.locator("[data-test=lookup-verified]").check();
+  const [download] = await Promise.all([agent.waitForEvent("download"), agent.locator("[data-test=lookup-download]").click()]);
+  const path = join(args.shots, "email-request-export.json");
+  await download.saveAs(path);
+  const doc = JSON.parse(readFileSync(path, "utf8"));
+  if (!doc.note || doc.subject.foundBy !== "unverifiedEmail") throw new Error("the export does not say the email is unverified");
+  if (doc.sessions.length !== 2 || doc.sessions.some((s) => s.foundBy !== "unverifiedEmail")) throw new Error("sessions not marked");
+  await agent.locator("[data-test=lookup-erase]").click(); // the confirm dialog is accepted
+  await expectText(agent.locator("[data-test=console-notice]"), "Erased");
+  await agent.locator("[data-test=lookup-email]").fill(sharedEmail);
+  await agent.locator("[data-test=lookup]").click();
+  await expectText(agent.locator("[data-test=lookup-warning]"), "No session has this email");
 });
 
 await browser.close();

@@ -304,15 +304,21 @@ impl<B: Backend> Chat<B> {
         connect::handle(event, &deps).await
     }
 
-    /// `$connect` with a token in the query string from acme's origin; returns the status.
+    /// `$connect` with a token offered as the subprotocol from acme's origin; returns the status.
     pub async fn connect(&self, conn: &str, token: &str) -> u16 {
         self.connect_from(conn, token, ORIGIN).await
     }
 
-    /// `$connect` with a token in the query string from `origin`; returns the status.
+    /// `$connect` with a token offered as the subprotocol from `origin`; returns the status.
     pub async fn connect_from(&self, conn: &str, token: &str, origin: &str) -> u16 {
+        let offered = subprotocols(token);
         let r = self
-            .connect_event(conn, &[("token", token)], &[("Origin", origin)], "203.0.113.77")
+            .connect_event(
+                conn,
+                &[],
+                &[("Origin", origin), ("Sec-WebSocket-Protocol", &offered)],
+                "203.0.113.77",
+            )
             .await;
         u16::try_from(r.status_code).unwrap_or(0)
     }
@@ -372,4 +378,10 @@ impl<B: Backend> Chat<B> {
         c.remove("rate");
         c
     }
+}
+
+/// The `Sec-WebSocket-Protocol` value a client offers with `token`: the only
+/// place `$connect` takes a token from.
+pub fn subprotocols(token: &str) -> String {
+    format!("eurochat.v1, {token}")
 }

@@ -18,7 +18,7 @@ macro_rules! chat_suite {
     ($make:expr) => {
         $crate::chat_suite!(@cases $make;
             visitor_and_agent_chat_through_every_function,
-            new_session_sets_a_six_month_cookie_and_stores_ip_per_policy,
+            new_session_sets_no_cookie_and_stores_ip_per_policy,
             returning_visitor_resumes_and_renews_the_token,
             stale_cookie_starts_afresh_but_a_bad_body_token_is_refused,
             prechat_needs_consent_and_is_stored,
@@ -36,7 +36,7 @@ macro_rules! chat_suite {
             bad_frames_get_error_frames_and_change_nothing,
             bad_connects_are_rejected_and_store_nothing,
             bad_session_requests_are_refused_and_store_nothing,
-            tokens_are_accepted_from_subprotocol_and_cookie,
+            tokens_are_accepted_from_the_subprotocol_only,
             agent_ip_allow_list_is_enforced,
             deactivated_agents_and_demoted_roles_take_effect_at_once,
             disconnect_removes_the_connection_idempotently,
@@ -139,8 +139,8 @@ pub async fn visitor_and_agent_chat_through_every_function<B: Backend>(c: &Chat<
 }
 
 /// GIVEN a site with the default IP policy WHEN a session is created THEN the response has
-/// the token, a Secure HttpOnly SameSite=None 6-month cookie, and the IP is stored as /24.
-pub async fn new_session_sets_a_six_month_cookie_and_stores_ip_per_policy<B: Backend>(c: &Chat<B>) {
+/// the 6-month token in its body, sets no cookie, and the IP is stored as /24.
+pub async fn new_session_sets_no_cookie_and_stores_ip_per_policy<B: Backend>(c: &Chat<B>) {
     let r = c.post_session(&json!({"siteId": SITE}), &[], &[]).await;
     assert_eq!(r.status, 201);
     let token = r.body["token"].as_str().unwrap();
@@ -149,16 +149,7 @@ pub async fn new_session_sets_a_six_month_cookie_and_stores_ip_per_policy<B: Bac
         r.body["tokenExpiresAt"].as_i64(),
         Some(policy::visitor_token_expiry(c.now()).millis())
     );
-    let cookie = &r.cookies[0];
-    for part in [
-        format!("eurochat_vt={token}"),
-        "Max-Age=15811200".into(),
-        "Secure".into(),
-        "HttpOnly".into(),
-        "SameSite=None".into(),
-    ] {
-        assert!(cookie.contains(&part), "{cookie} lacks {part}");
-    }
+    assert!(r.cookies.is_empty(), "no cookie: {:?}", r.cookies);
     let sid = SessionId::parse(r.body["sessionId"].as_str().unwrap()).unwrap();
     let s = c.backend.store().get_session(&sid, c.now()).await.unwrap().unwrap();
     assert_eq!(s.ip.as_ref().map(|i| i.address.as_str()), Some("203.0.113.0/24"));
@@ -196,17 +187,17 @@ pub async fn returning_visitor_resumes_and_renews_the_token<B: Backend>(c: &Chat
         r.body["tokenExpiresAt"].as_i64(),
         Some(policy::visitor_token_expiry(c.now()).millis())
     );
+    // The old cookie resumes nothing any more: without a token in the body, a new session.
     let by_cookie = c
         .post_session(&json!({"siteId": SITE}), &[], &[&format!("eurochat_vt={}", v.token)])
         .await;
-    assert_eq!(
-        (by_cookie.status, by_cookie.body["sessionId"].as_str()),
-        (200, Some(v.session_id.as_str()))
-    );
+    assert_eq!(by_cookie.status, 201);
+    assert_ne!(by_cookie.body["sessionId"].as_str(), Some(v.session_id.as_str()));
 }
 
-/// GIVEN a cookie of a destroyed session WHEN the widget asks for a session THEN it gets a new
-/// one; a bad token in the body is refused (401) and nothing is stored.
+/// GIVEN a (legacy) cookie of a destroyed session WHEN the widget asks for a session THEN it
+/// gets a new one, as for any cookie; a bad token in the body is refused (401) and nothing is
+/// stored.
 pub async fn stale_cookie_starts_afresh_but_a_bad_body_token_is_refused<B: Backend>(c: &Chat<B>) {
     let v = c.visitor().await;
     c.advance(Duration::from_secs(31 * 60));
@@ -621,13 +612,11 @@ pub async fn per_ip_connection_rate_is_limited<B: Backend>(c: &Chat<B>) {
     for i in 0..20 {
         assert_eq!(c.connect(&format!("C{i}="), &v.token).await, 200);
     }
-    let r = c
-        .connect_event("C20=", &[("token", &v.token)], &[("Origin", ORIGIN)], "203.0.113.77")
-        .await;
+    let offered = subprotocols(&v.token);
+    let headers = [("Origin", ORIGIN), ("Sec-WebSocket-Protocol", offered.as_str())];
+    let r = c.connect_event("C20=", &[], &headers, "203.0.113.77").await;
     assert_eq!(r.status_code, 429);
-    let other_ip = c
-        .connect_event("C21=", &[("token", &v.token)], &[("Origin", ORIGIN)], "198.51.100.1")
-        .await;
+    let other_ip = c.connect_event("C21=", &[], &headers, "198.51.100.1").await;
     assert_eq!(other_ip.status_code, 200);
 }
 
@@ -772,28 +761,38 @@ pub async fn bad_connects_are_rejected_and_store_nothing<B: Backend>(c: &Chat<B>
         Duration::from_secs(3600),
     );
     let before = c.stored().await;
-    let cases: Vec<(Headers, Headers, i64)> = vec![
-        (vec![], vec![("Origin", ORIGIN)], 401),
-        (vec![("token", "garbage")], vec![("Origin", ORIGIN)], 401),
-        (vec![("token", "at1.e30.c2ln")], vec![("Origin", ORIGIN)], 401),
-        (vec![("token", &expired)], vec![("Origin", ORIGIN)], 401),
-        (vec![("token", &v.token)], vec![], 403),
-        (vec![("token", &v.token)], vec![("Origin", "https://evil.example")], 403),
-        (vec![("token", &v.token)], vec![("Origin", "null")], 403),
+    let (garbage, forged, expired_p, valid, other) = (
+        subprotocols("garbage"),
+        subprotocols("at1.e30.c2ln"),
+        subprotocols(&expired),
+        subprotocols(&v.token),
+        format!("other.v1, {}", v.token),
+    );
+    const P: &str = "Sec-WebSocket-Protocol";
+    let cases: Vec<(Headers, i64)> = vec![
+        (vec![("Origin", ORIGIN)], 401),
+        (vec![("Origin", ORIGIN), (P, &garbage)], 401),
+        (vec![("Origin", ORIGIN), (P, &forged)], 401),
+        (vec![("Origin", ORIGIN), (P, &expired_p)], 401),
+        (vec![("Origin", ORIGIN), (P, "eurochat.v1")], 401),
+        (vec![("Origin", ORIGIN), (P, &other)], 401),
+        (vec![(P, &valid)], 403),
+        (vec![("Origin", "https://evil.example"), (P, &valid)], 403),
+        (vec![("Origin", "null"), (P, &valid)], 403),
     ];
-    for (i, (query, headers, status)) in cases.into_iter().enumerate() {
+    for (i, (headers, status)) in cases.into_iter().enumerate() {
         let mut e_headers = headers.clone();
         if !headers.iter().any(|(k, _)| *k == "Origin") {
             // The fixture carries an Origin; drop it for the "no origin" case.
             e_headers.push(("Origin", ""));
         }
         let r = c
-            .connect_event(&format!("X{i}="), &query, &e_headers, "203.0.113.77")
+            .connect_event(&format!("X{i}="), &[], &e_headers, "203.0.113.77")
             .await;
         assert_eq!(r.status_code, status, "case {i}");
     }
     let r = c
-        .connect_event("X9=", &[("token", &expired)], &[("Origin", ORIGIN)], "203.0.113.77")
+        .connect_event("X9=", &[], &[("Origin", ORIGIN), (P, &expired_p)], "203.0.113.77")
         .await;
     let Some(aws_lambda_events::encodings::Body::Text(body)) = r.body else {
         panic!("no body")
@@ -855,11 +854,13 @@ pub async fn bad_session_requests_are_refused_and_store_nothing<B: Backend>(c: &
     assert_eq!(c.stored().await, before);
 }
 
-/// GIVEN a visitor token WHEN offered as `Sec-WebSocket-Protocol: eurochat.v1, <token>` or
-/// as the cookie THEN $connect accepts it (echoing the subprotocol).
-pub async fn tokens_are_accepted_from_subprotocol_and_cookie<B: Backend>(c: &Chat<B>) {
+/// GIVEN a visitor token WHEN offered as `Sec-WebSocket-Protocol: eurochat.v1, <token>` THEN
+/// $connect accepts it (selecting `eurochat.v1`, never echoing the token); WHEN sent as a
+/// cookie THEN 401; WHEN in the URL (`?token=`), even with a good subprotocol, THEN 400
+/// naming `token`; a refused handshake stores nothing.
+pub async fn tokens_are_accepted_from_the_subprotocol_only<B: Backend>(c: &Chat<B>) {
     let v = c.visitor().await;
-    let proto = format!("eurochat.v1, {}", v.token);
+    let proto = subprotocols(&v.token);
     let r = c
         .connect_event(
             "P1=",
@@ -870,12 +871,34 @@ pub async fn tokens_are_accepted_from_subprotocol_and_cookie<B: Backend>(c: &Cha
         .await;
     assert_eq!(r.status_code, 200);
     assert_eq!(r.headers.get("sec-websocket-protocol").unwrap(), "eurochat.v1");
+    let before = c.stored().await;
     let cookie = format!("other=1; eurochat_vt={}", v.token);
     let r = c
         .connect_event("P2=", &[], &[("Origin", ORIGIN), ("Cookie", &cookie)], "203.0.113.77")
         .await;
-    assert_eq!(r.status_code, 200);
-    assert!(r.headers.get("sec-websocket-protocol").is_none());
+    assert_eq!(r.status_code, 401, "a cookie is no credential");
+    for (i, headers) in [
+        vec![("Origin", ORIGIN)],
+        vec![("Origin", ORIGIN), ("Sec-WebSocket-Protocol", proto.as_str())],
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let r = c
+            .connect_event(&format!("Q{i}="), &[("token", &v.token)], &headers, "203.0.113.77")
+            .await;
+        assert_eq!(r.status_code, 400, "a token in the URL is refused (case {i})");
+        let Some(aws_lambda_events::encodings::Body::Text(body)) = r.body else {
+            panic!("no body")
+        };
+        let body: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            (body["error"]["code"].as_str(), body["error"]["field"].as_str()),
+            (Some("invalid_request"), Some("token"))
+        );
+        assert!(!body.to_string().contains(&v.token), "the token is not echoed");
+    }
+    assert_eq!(c.stored().await, before, "no connection recorded");
 }
 
 /// GIVEN a site with an agent IP allow-list WHEN an agent connects from outside it THEN 403;
@@ -886,13 +909,11 @@ pub async fn agent_ip_allow_list_is_enforced<B: Backend>(c: &Chat<B>) {
     })
     .await;
     let token = c.agent_token(SITE, "alice", AgentRole::Admin);
-    let outside = c
-        .connect_event("A1=", &[("token", &token)], &[("Origin", ORIGIN)], "203.0.113.77")
-        .await;
+    let offered = subprotocols(&token);
+    let headers = [("Origin", ORIGIN), ("Sec-WebSocket-Protocol", offered.as_str())];
+    let outside = c.connect_event("A1=", &[], &headers, "203.0.113.77").await;
     assert_eq!(outside.status_code, 403);
-    let inside = c
-        .connect_event("A2=", &[("token", &token)], &[("Origin", ORIGIN)], "192.0.2.10")
-        .await;
+    let inside = c.connect_event("A2=", &[], &headers, "192.0.2.10").await;
     assert_eq!(inside.status_code, 200);
     let v = c.visitor().await;
     assert_eq!(c.connect("V1=", &v.token).await, 200);

@@ -69,6 +69,20 @@ pub async fn post(
     }
 }
 
+/// `method path` without a body (a page, an asset, a preflight); the body as text.
+pub async fn request(server: SocketAddr, method: &str, path: &str, origin: Option<&str>) -> (u16, String, String) {
+    let mut stream = tcp(server, None).await;
+    let origin = origin.map(|o| format!("origin: {o}\r\n")).unwrap_or_default();
+    let req = format!("{method} {path} HTTP/1.1\r\nhost: {server}\r\n{origin}connection: close\r\n\r\n");
+    stream.write_all(req.as_bytes()).await.expect("send");
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.expect("read");
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    (status, head.to_lowercase(), body.to_owned())
+}
+
 /// Opens a WebSocket to `url` offering `eurochat.v1, <token>`. `Ok` with the selected
 /// subprotocol, or `Err` with the status the handshake was refused with.
 pub async fn connect(

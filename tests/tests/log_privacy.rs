@@ -14,6 +14,7 @@ use chat_core::storage::SiteStore as _;
 use chat_core::storage::*;
 use chat_core::telemetry::{CapturedLogs, filter_at, json_subscriber_with};
 use eurochat_tests::backends::{Backend, Dynamo, Memory};
+use eurochat_tests::chat::subprotocols;
 use eurochat_tests::fixtures::*;
 
 const TEXT: &str = "my parcel code is 4471-XQ";
@@ -210,9 +211,14 @@ async fn handler_flow<B: Backend>(backend: B) -> (eurochat_tests::chat::Chat<B>,
     let session_id = r.body["sessionId"].as_str().unwrap().to_owned();
     let visitor_id = r.body["visitorId"].as_str().unwrap().to_owned();
     assert_eq!(
-        chat.connect_event("V1=", &[("token", &token)], &[("Origin", ORIGIN)], IP)
-            .await
-            .status_code,
+        chat.connect_event(
+            "V1=",
+            &[],
+            &[("Origin", ORIGIN), ("Sec-WebSocket-Protocol", &subprotocols(&token))],
+            IP
+        )
+        .await
+        .status_code,
         200
     );
     let agent = chat.agent_token("acme", "alice", AgentRole::Admin);
@@ -251,7 +257,18 @@ async fn handler_flow<B: Backend>(backend: B) -> (eurochat_tests::chat::Chat<B>,
     chat.send("A1=", json!({"action": "listConversations"})).await;
     chat.send("V1=", json!({"action": "markRead", "seq": 2})).await;
     chat.send("V1=", json!({"action": "typing", "isTyping": true})).await;
-    chat.connect_event("X1=", &[("token", &token)], &[("Origin", "https://evil.example")], IP)
+    chat.connect_event(
+        "X1=",
+        &[],
+        &[
+            ("Origin", "https://evil.example"),
+            ("Sec-WebSocket-Protocol", &subprotocols(&token)),
+        ],
+        IP,
+    )
+    .await;
+    // A token in the URL is refused, and the refusal does not log it either.
+    chat.connect_event("X2=", &[("token", &token)], &[("Origin", ORIGIN)], IP)
         .await;
     chat.post_session(&json!({"siteId": "acme", "token": format!("{token}x")}), &[], &[])
         .await;

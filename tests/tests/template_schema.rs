@@ -295,6 +295,22 @@ fn websocket_routes_are_exactly_the_message_actions() {
     }
 }
 
+/// eurochat sets no cookie (docs/protocol.md, "No cookie"), so the HTTP API lets no
+/// origin send credentials.
+#[test]
+fn http_api_cors_allows_no_credentials() {
+    let t = template();
+    let cors = &t["Resources"]["HttpApi"]["Properties"]["CorsConfiguration"];
+    assert_eq!(cors["AllowCredentials"].as_bool(), Some(false));
+    let headers: Vec<&str> = cors["AllowHeaders"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter_map(|h| h.as_str())
+        .collect();
+    assert!(!headers.iter().any(|h| h.eq_ignore_ascii_case("cookie")), "{headers:?}");
+}
+
 #[test]
 fn iam_policies_name_actions_and_resources_without_wildcards() {
     let t = template();

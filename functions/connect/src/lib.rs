@@ -1,12 +1,14 @@
 //! `$connect`: authenticates a visitor or an agent and records the connection.
 //!
-//! The token comes from the query string (`?token=`), from the WebSocket
-//! subprotocol (`Sec-WebSocket-Protocol: eurochat.v1, <token>`, echoed back as
-//! `eurochat.v1`), or, for visitors, from the `eurochat_vt` cookie. The Origin
-//! must be one of the site's; an agent is authenticated by
+//! The token comes from the WebSocket subprotocol only
+//! (`Sec-WebSocket-Protocol: eurochat.v1, <token>`, echoed back as
+//! `eurochat.v1`): never from the URL, which reaches access logs, browser
+//! history and `Referer`s (a `?token=` is refused), and never from a cookie,
+//! which eurochat does not set (see `docs/protocol.md`). The Origin must be one
+//! of the site's; an agent is authenticated by
 //! [`chat_core::api::agent_auth::authenticate_agent`] (active, not revoked,
 //! from the site's IP allow-list), the same check every agent frame and HTTP
-//! call repeats. Anything wrong rejects the handshake (401, 403 or 429) and
+//! call repeats. Anything wrong rejects the handshake (400, 401, 403 or 429) and
 //! stores nothing but the per-IP attempt counter, which exists precisely to
 //! slow down token guessing.
 
@@ -40,13 +42,12 @@ where
 {
     let req = WsRequest::new(&event);
     match connect(&req, deps).await {
-        Ok((role, via_subprotocol)) => {
+        Ok(role) => {
             tracing::info!(role, "connected");
             let mut r = ws::status(200);
-            if via_subprotocol {
-                r.headers
-                    .insert("sec-websocket-protocol", http::HeaderValue::from_static(SUBPROTOCOL));
-            }
+            // The token came as the second subprotocol; select the first, never echo the token.
+            r.headers
+                .insert("sec-websocket-protocol", http::HeaderValue::from_static(SUBPROTOCOL));
             r
         }
         Err(e) => {
@@ -64,7 +65,7 @@ fn origin_refused() -> ApiError {
     ApiError::new(ErrorCode::OriginNotAllowed, "this origin may not use this site's chat")
 }
 
-async fn connect<S>(req: &WsRequest<'_>, deps: &Deps<'_, S>) -> Result<(&'static str, bool), ApiError>
+async fn connect<S>(req: &WsRequest<'_>, deps: &Deps<'_, S>) -> Result<&'static str, ApiError>
 where
     S: SiteStore + SessionStore + ConnectionStore + RateLimitStore,
 {
@@ -80,11 +81,17 @@ where
     {
         return Err(ApiError::rate_limited(retry_after));
     }
-    let (token, via_subprotocol) = match (req.query("token"), req.subprotocol_token()) {
-        (Some(t), _) => (t, false),
-        (None, Some(t)) => (t, true),
-        (None, None) => (req.visitor_cookie().ok_or_else(unauthorized)?, false),
-    };
+    // A token in the URL has already leaked into logs; refuse it so no client relies on it.
+    if req.query("token").is_some() {
+        return Err(ApiError {
+            field: Some("token"),
+            ..ApiError::new(
+                ErrorCode::InvalidRequest,
+                "a token is never accepted in the URL: offer it as the WebSocket subprotocol",
+            )
+        });
+    }
+    let token = req.subprotocol_token().ok_or_else(unauthorized)?;
     let origin = req
         .header("origin")
         .and_then(|o| Origin::parse(o).ok())
@@ -110,7 +117,7 @@ where
         StoreError::NotFound => unauthorized(),
         other => other.into(),
     })?;
-    Ok((role, via_subprotocol))
+    Ok(role)
 }
 
 async fn visitor<S: SiteStore + SessionStore>(

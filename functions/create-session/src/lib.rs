@@ -1,24 +1,22 @@
 //! `POST /v1/sessions`: creates an anonymous visitor session, or resumes one.
 //!
 //! A visitor without a token gets a new session and a six-month token (in the
-//! body and as a cookie). A visitor with a valid token gets the same session
-//! back and the token's lifetime renewed. A token in the body is strict (an
-//! invalid one is 401); the cookie is lenient (a stale cookie, e.g. of a
-//! session destroyed after 30 idle minutes, just yields a new session), because
-//! the widget cannot clear an HttpOnly cookie itself.
+//! body only: eurochat sets no cookie, the widget keeps the token in
+//! `localStorage`; see `docs/protocol.md`). A visitor with a valid token gets
+//! the same session back and the token's lifetime renewed; an invalid one is
+//! 401 and changes nothing (the widget then drops it and asks afresh).
 
 use std::net::IpAddr;
 
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use chat_core::api::clip_user_agent;
-use chat_core::api::http::{HttpRequest, visitor_cookie_header};
+use chat_core::api::http::HttpRequest;
 use chat_core::api::json::{self, Object};
 use chat_core::auth::{PresentedVisitorToken, issue_visitor_token};
 use chat_core::clock::{Clock, Timestamp};
 use chat_core::config::Config;
 use chat_core::domain::*;
 use chat_core::error::{ApiError, ErrorCode, json_response};
-use chat_core::policy::VISITOR_TOKEN_LIFETIME;
 use chat_core::storage::{SessionStore, SessionTouch, SiteStore, StoreError};
 use serde::Serialize;
 
@@ -52,11 +50,9 @@ pub async fn handle<S: SiteStore + SessionStore>(
 ) -> ApiGatewayV2httpResponse {
     let req = HttpRequest::new(&event);
     match create_or_resume(&req, deps).await {
-        Ok((status, body, token)) => {
-            let mut resp = json_response(status, &body);
-            resp.cookies = vec![visitor_cookie_header(&token, VISITOR_TOKEN_LIFETIME.as_secs())];
+        Ok((status, body)) => {
             tracing::info!(status, resumed = body.resumed, "session response");
-            resp
+            json_response(status, &body)
         }
         Err(e) => {
             tracing::info!(status = e.status(), code = e.code.as_str(), "session request refused");
@@ -72,7 +68,7 @@ fn origin_refused() -> ApiError {
 async fn create_or_resume<S: SiteStore + SessionStore>(
     req: &HttpRequest<'_>,
     deps: &Deps<'_, S>,
-) -> Result<(u16, SessionResponse, String), ApiError> {
+) -> Result<(u16, SessionResponse), ApiError> {
     let now = deps.clock.now();
     let body = req.json_body()?;
     let site_id = SiteId::parse(json::req_str(&body, "siteId")?)?;
@@ -97,32 +93,22 @@ async fn create_or_resume<S: SiteStore + SessionStore>(
         .and_then(|p| p.email.as_ref())
         .map(|e| deps.config.pseudonymizer.email_lookup(&site.id, e));
 
-    // Resume: a strict token from the body, else a lenient one from the cookie.
-    let strict = json::opt_str(&body, "token")?;
-    let presented = match strict {
-        Some(t) => Some((t, true)),
-        None => req.visitor_cookie().map(|t| (t, false)),
-    };
-    if let Some((token, strict)) = presented {
-        match resume(deps, &site, token, now).await {
-            Ok(session) => {
-                let session = match &prechat {
-                    // Erased (or fenced) since the resume read it: the same answer as a missing session.
-                    Some(p) => deps
-                        .store
-                        .set_prechat(&session.id, p, email_lookup.as_deref(), now)
-                        .await
-                        .map_err(|e| match e {
-                            StoreError::NotFound => ApiError::from(chat_core::auth::AuthError::Invalid),
-                            other => other.into(),
-                        })?,
-                    None => session,
-                };
-                return Ok((200, response(&session, token.to_owned(), true), token.to_owned()));
-            }
-            Err(e) if strict => return Err(e),
-            Err(_) => {} // a stale cookie: start afresh below
-        }
+    // Resume with the token from the body (strict: an invalid one is refused).
+    if let Some(token) = json::opt_str(&body, "token")? {
+        let session = resume(deps, &site, token, now).await?;
+        let session = match &prechat {
+            // Erased (or fenced) since the resume read it: the same answer as a missing session.
+            Some(p) => deps
+                .store
+                .set_prechat(&session.id, p, email_lookup.as_deref(), now)
+                .await
+                .map_err(|e| match e {
+                    StoreError::NotFound => ApiError::from(chat_core::auth::AuthError::Invalid),
+                    other => other.into(),
+                })?,
+            None => session,
+        };
+        return Ok((200, response(&session, token.to_owned(), true)));
     }
 
     let id = SessionId::generate();
@@ -140,7 +126,7 @@ async fn create_or_resume<S: SiteStore + SessionStore>(
     session.prechat = prechat;
     session.email_lookup = email_lookup;
     deps.store.create_session(&session).await?;
-    Ok((201, response(&session, issued.token.clone(), false), issued.token))
+    Ok((201, response(&session, issued.token, false)))
 }
 
 async fn resume<S: SessionStore>(

@@ -10,10 +10,19 @@
 //! saves a checkpoint, so the next run continues where this one stopped. A dry
 //! run reports what it would do and changes nothing (not even the checkpoint).
 //! The summary holds counts only, and is both logged and returned.
+//!
+//! Every run that is not a dry run appends an audit record (`retention-run`,
+//! actor `system`, counts only) to each site it visited, as soon as it is done
+//! with that site: the site's trail shows when the job enforced its retention
+//! and what it removed, even when it removed nothing. Orphans belong to no site
+//! (their session is gone), so their count is in the summary only.
+
+use std::collections::BTreeMap;
 
 use chat_core::clock::{Clock, Timestamp};
-use chat_core::policy::{self, RetentionPolicy};
-use chat_core::storage::{ConversationStore, RetentionStore, SiteStore, StoreError};
+use chat_core::domain::{Actor, AuditAction, AuditRecord, SiteId};
+use chat_core::policy::{self, AUDIT_RETENTION, RetentionPolicy};
+use chat_core::storage::{AuditStore, ConversationStore, RetentionStore, SiteStore, StoreError};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -119,9 +128,11 @@ struct Run<'a, S> {
     limit: RetentionPolicy,
     left: u32,
     summary: Summary,
+    /// What this run did to the site being visited, for its audit record.
+    site_counts: BTreeMap<String, u64>,
 }
 
-impl<S: SiteStore + RetentionStore + ConversationStore> Run<'_, S> {
+impl<S: SiteStore + RetentionStore + ConversationStore + AuditStore> Run<'_, S> {
     fn spend(&mut self, n: u32) {
         self.left = self.left.saturating_sub(n);
         self.summary.budget_used = self.options.budget - self.left;
@@ -140,17 +151,45 @@ impl<S: SiteStore + RetentionStore + ConversationStore> Run<'_, S> {
         match pass {
             Pass::Conversations => {
                 self.summary.conversations_erased += 1;
+                *self.site_counts.entry("conversationsErased".into()).or_default() += 1;
                 if !self.options.dry_run {
-                    self.summary.items_erased += self.store.erase_session(&s.id, self.now).await?.total();
+                    let items = self.store.erase_session(&s.id, self.now).await?.total();
+                    self.summary.items_erased += items;
+                    *self.site_counts.entry("itemsErased".into()).or_default() += items;
                 }
             }
             Pass::Ips => {
                 if self.options.dry_run || self.store.remove_ip(&s.id).await? {
                     self.summary.ips_removed += 1;
+                    *self.site_counts.entry("ipsRemoved".into()).or_default() += 1;
                 }
             }
         }
         Ok(())
+    }
+
+    /// Appends the audit record of this run's work on `site` (not in a dry run,
+    /// which changes nothing). Counts only: no session, visitor or IP.
+    async fn audit_site(&mut self, site: &SiteId) -> Result<(), StoreError> {
+        let mut counts = std::mem::take(&mut self.site_counts);
+        if self.options.dry_run {
+            return Ok(());
+        }
+        for kind in ["conversationsErased", "itemsErased", "ipsRemoved"] {
+            counts.entry(kind.into()).or_default();
+        }
+        self.store
+            .append_audit(&AuditRecord {
+                id: chat_core::gdpr::audit_id(self.now),
+                site_id: site.clone(),
+                action: AuditAction::RetentionRun,
+                subject_hash: None,
+                actor: Actor::System,
+                counts,
+                at: self.now,
+                expires_at: self.now.plus(AUDIT_RETENTION),
+            })
+            .await
     }
 
     /// The site pass from `from` on; `Some(site)` if the budget ran out at `site`.
@@ -180,6 +219,7 @@ impl<S: SiteStore + RetentionStore + ConversationStore> Run<'_, S> {
                     let mut c: Option<String> = None;
                     loop {
                         if self.left == 0 {
+                            self.audit_site(&site.id).await?;
                             return Ok(Some(site.id.to_string()));
                         }
                         let limit = self.left.min(100);
@@ -205,6 +245,7 @@ impl<S: SiteStore + RetentionStore + ConversationStore> Run<'_, S> {
                         }
                     }
                 }
+                self.audit_site(&site.id).await?;
             }
             match page.next {
                 Some(n) => cursor = Some(n),
@@ -244,7 +285,7 @@ pub async fn run<S>(
     options: Options,
 ) -> Result<Summary, JobError>
 where
-    S: SiteStore + RetentionStore + ConversationStore,
+    S: SiteStore + RetentionStore + ConversationStore + AuditStore,
 {
     let checkpoint: Checkpoint = match store.get_checkpoint(JOB).await? {
         Some(raw) => serde_json::from_str(&raw).unwrap_or_default(),
@@ -260,6 +301,7 @@ where
             dry_run: options.dry_run,
             ..Summary::default()
         },
+        site_counts: BTreeMap::new(),
     };
     let orphan_cursor = match checkpoint {
         Checkpoint::Orphans { cursor } => cursor,
@@ -291,7 +333,7 @@ where
 /// `limit` is the deployment's policy ([`chat_core::config::Config::policy_limit`]).
 pub async fn handle<S>(event: Value, store: &S, clock: &dyn Clock, limit: &RetentionPolicy) -> Result<Summary, JobError>
 where
-    S: SiteStore + RetentionStore + ConversationStore,
+    S: SiteStore + RetentionStore + ConversationStore + AuditStore,
 {
     let options = Options::from_event(&event)?;
     run(store, clock, limit, options).await

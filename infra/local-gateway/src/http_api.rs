@@ -64,7 +64,6 @@ fn preflight<S>(app: &App<S>, headers: &HeaderMap) -> Response {
                 "access-control-allow-headers",
                 HeaderValue::from_static("content-type, authorization"),
             ),
-            ("access-control-allow-credentials", HeaderValue::from_static("true")),
             ("access-control-max-age", HeaderValue::from_static("600")),
             ("vary", HeaderValue::from_static("origin")),
         ],
@@ -133,13 +132,13 @@ async fn call<S: Store>(
     if let Some(origin) = allowed_origin(&app, &headers) {
         let h = resp.headers_mut();
         h.insert("access-control-allow-origin", origin);
-        h.insert("access-control-allow-credentials", HeaderValue::from_static("true"));
         h.insert("vary", HeaderValue::from_static("origin"));
     }
     resp
 }
 
-/// What API Gateway makes of a payload-2.0 response: `cookies` become `Set-Cookie` headers.
+/// What API Gateway makes of a payload-2.0 response: `cookies` become `Set-Cookie`
+/// headers (eurochat's functions set none; kept so the emulation stays faithful).
 fn http_response(r: ApiGatewayV2httpResponse) -> Response {
     let mut resp = crate::function_response(r.status_code, r.body);
     let h = resp.headers_mut();

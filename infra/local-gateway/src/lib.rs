@@ -347,6 +347,7 @@ async fn launch<S: Store>(parts: Parts, store: S, config: Config, storage: Strin
         .merge(ws::routes::<S>(&app.stage))
         .merge(http_api::routes::<S>())
         .merge(pages::routes::<S>())
+        .layer(axum::middleware::map_response(pages::nosniff))
         .with_state(Arc::clone(&app));
     let timer = tokio::spawn(retention_timer(
         Arc::clone(&app),

@@ -1,5 +1,5 @@
 // eurochat agent console: the site's open conversations, live; reply; export or
-// erase a visitor. The agent token comes from the page's fragment (#token=…),
+// erase a visitor; answer a data request by email (preview, warn, confirm). The agent token comes from the page's fragment (#token=…),
 // which browsers never send to a server, and is kept for this tab only.
 // Protocol: docs/protocol.md. No dependencies; text is always inserted as text.
 (() => {
@@ -270,6 +270,101 @@
     say(`Erased ${r.body.total} items.`);
     conversations = conversations.filter((c) => c.sessionId !== current.sessionId);
     closePane();
+    refresh();
+  });
+
+  // Data requests by email. A pre-chat email is typed by the visitor and verified by nobody, so
+  // a lookup may match a stranger who typed the same address. Nothing is downloaded or erased
+  // before the admin has seen the matched sessions with that warning and confirmed that they
+  // verified the requester (docs/gdpr.md, "Requests by email").
+  const lookupForm = $("[data-test=lookup-form]");
+  const lookupEmail = $("[data-test=lookup-email]");
+  const lookupResult = $("[data-test=lookup-result]");
+  const lookupWarning = $("[data-test=lookup-warning]");
+  const lookupSessions = $("[data-test=lookup-sessions]");
+  const lookupVerified = $("[data-test=lookup-verified]");
+  const lookupDownload = $("[data-test=lookup-download]");
+  const lookupErase = $("[data-test=lookup-erase]");
+  let preview = null; // { email, first page of the export }
+
+  const unverifiedWarning = (n) =>
+    `${n} session${n === 1 ? "" : "s"} found by an email address that visitors type and nobody verifies: ` +
+    "some may belong to someone else who typed the same address. Verify the requester first " +
+    "(a reply from that address, or a session id from their widget's \"Download my data\").";
+
+  function resetLookup() {
+    preview = null;
+    lookupResult.hidden = true;
+    lookupVerified.checked = false;
+    lookupDownload.disabled = true;
+    lookupErase.disabled = true;
+    lookupSessions.replaceChildren();
+  }
+
+  lookupForm.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    resetLookup();
+    const email = lookupEmail.value.trim();
+    if (!email) return;
+    // The export's first page is the preview: it lists the sessions with how each was found.
+    const r = await post("/v1/gdpr/export", { email });
+    if (r.status !== 200) return say(`Lookup refused (${problem(r)})`);
+    preview = { email, first: r.body };
+    const count = r.body.subject.sessionCount;
+    lookupResult.dataset.count = String(count);
+    lookupWarning.textContent = count ? unverifiedWarning(count) : "No session has this email.";
+    for (const s of r.body.sessions) {
+      const li = el("li", { class: "ec-match", "data-test": "lookup-session", "data-found-by": s.foundBy || "" });
+      const who = s.preChatForm && s.preChatForm.name ? ` · ${s.preChatForm.name}` : "";
+      const visitor = s.visitorId ? ` · visitor ${s.visitorId}` : "";
+      li.append(el("span", {}, `${s.sessionId.slice(0, 12)}…${visitor} · ${s.createdAt || ""} · ${s.messageCount || 0} messages${who} · `));
+      if (s.foundBy === "unverifiedEmail") li.append(el("span", { class: "ec-mark" }, "unverified email"));
+      lookupSessions.append(li);
+    }
+    if (r.body.sessions.length < count) lookupSessions.append(el("li", { class: "ec-match" }, `…and ${count - r.body.sessions.length} more`));
+    lookupErase.textContent = `Erase ${count} session${count === 1 ? "" : "s"}`;
+    lookupResult.hidden = false;
+  });
+
+  lookupVerified.addEventListener("change", () => {
+    const ready = Boolean(preview && preview.first.subject.sessionCount && lookupVerified.checked);
+    lookupDownload.disabled = !ready;
+    lookupErase.disabled = !ready;
+  });
+
+  lookupDownload.addEventListener("click", async () => {
+    if (!preview || !lookupVerified.checked) return;
+    const pages = [preview.first];
+    let cursor = preview.first.next;
+    while (cursor) {
+      const r = await post("/v1/gdpr/export", { email: preview.email, cursor });
+      if (r.status !== 200) return say(`Export refused (${problem(r)})`);
+      pages.push(r.body);
+      cursor = r.body.next;
+    }
+    const doc = pages.length === 1 ? pages[0] : { pages };
+    const url = URL.createObjectURL(new Blob([JSON.stringify(doc, null, 2)], { type: "application/json" }));
+    const a = el("a", { href: url, download: "eurochat-email-request.json" });
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10000);
+    say("Export downloaded; it marks every session as found by an unverified email.");
+  });
+
+  lookupErase.addEventListener("click", async () => {
+    if (!preview || !lookupVerified.checked) return;
+    const count = preview.first.subject.sessionCount;
+    if (!confirm(`${unverifiedWarning(count)}\n\nErase these ${count} sessions for good?`)) return;
+    // Erase exactly the visitors the preview showed, not whatever matches the email by now.
+    let total = 0;
+    for (const visitorId of preview.first.subject.visitorIds) {
+      const r = await post("/v1/gdpr/erase", { visitorId });
+      if (r.status !== 200) return say(`Erasure refused (${problem(r)}) after ${total} items`);
+      total += r.body.total;
+    }
+    resetLookup();
+    say(`Erased ${total} items of ${count} sessions.`);
     refresh();
   });
 

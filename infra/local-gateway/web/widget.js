@@ -1,6 +1,9 @@
 // eurochat visitor widget. Embed on any page of an allowed origin:
 //   <script src="https://HTTP-API/widget.js" data-site="SITE" data-ws="wss://WS-API/STAGE" defer></script>
 // The HTTP API is the script's own origin unless data-api says otherwise.
+// The token lives in localStorage and travels in request bodies, as a bearer token and as
+// the WebSocket subprotocol: never in a URL, never in a cookie. Runs under a strict
+// Content-Security-Policy: no inline script or style, no eval.
 // Protocol: docs/protocol.md. No dependencies; text is always inserted as text.
 (() => {
   "use strict";
@@ -56,7 +59,16 @@
   async function post(path, body, bearer) {
     const headers = { "content-type": "application/json" };
     if (bearer) headers.authorization = `Bearer ${bearer}`;
-    const r = await fetch(api + path, { method: "POST", headers, body: JSON.stringify(body), credentials: "include" });
+    // No cookie exists, so none is sent. The page's Referrer-Policy is no-referrer, under which
+    // a same-origin POST carries "Origin: null" (Fetch standard) and the API would refuse it;
+    // "same-origin" keeps the real Origin and still sends no Referer to any other origin.
+    const r = await fetch(api + path, {
+      method: "POST",
+      headers,
+      body: JSON.stringify(body),
+      credentials: "omit",
+      referrerPolicy: "same-origin",
+    });
     let json = null;
     try {
       json = await r.json();

@@ -1,11 +1,15 @@
-//! The HTTP API (payload format 2.0) side: a view of the request and the visitor cookie.
+//! The HTTP API (payload format 2.0) side: a view of the request.
+//!
+//! eurochat sets and reads no cookie: the widget keeps its token in
+//! `localStorage` and sends it in the body or as a bearer token (see
+//! `docs/protocol.md`, "No cookie").
 
 use std::net::IpAddr;
 
 use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use base64::Engine as _;
 
-use super::{MAX_HTTP_BODY_BYTES, VISITOR_COOKIE, cookie, header, json};
+use super::{MAX_HTTP_BODY_BYTES, header, json};
 use crate::error::ApiError;
 
 /// What the functions read from an HTTP API request.
@@ -32,12 +36,6 @@ impl<'a> HttpRequest<'a> {
             .source_ip
             .as_deref()
             .and_then(|ip| ip.parse().ok())
-    }
-
-    /// The visitor token cookie, if sent (payload 2.0 moves cookies out of the headers).
-    pub fn visitor_cookie(&self) -> Option<&'a str> {
-        let from_cookies = self.event.cookies.iter().flatten().map(String::as_str);
-        cookie(from_cookies, VISITOR_COOKIE).or_else(|| cookie(self.header("cookie"), VISITOR_COOKIE))
     }
 
     /// A bearer token from `Authorization`.
@@ -71,11 +69,4 @@ impl<'a> HttpRequest<'a> {
             json::parse_object(body.as_bytes(), MAX_HTTP_BODY_BYTES)
         }
     }
-}
-
-/// The `Set-Cookie` value carrying a visitor token for `max_age_secs`. `SameSite=None;
-/// Secure` so the widget's cross-site requests carry it; `HttpOnly` keeps it from scripts
-/// (the widget gets the token in the response body when it needs it).
-pub fn visitor_cookie_header(token: &str, max_age_secs: u64) -> String {
-    format!("{VISITOR_COOKIE}={token}; Max-Age={max_age_secs}; Path=/; Secure; HttpOnly; SameSite=None")
 }

@@ -9,9 +9,6 @@ pub mod http;
 pub mod json;
 pub mod ws;
 
-/// Name of the cookie that carries the visitor token.
-pub const VISITOR_COOKIE: &str = "eurochat_vt";
-
 /// Largest WebSocket frame API Gateway accepts (32 KB); the local gateway enforces it too.
 pub const MAX_FRAME_BYTES: usize = 32 * 1024;
 
@@ -30,16 +27,6 @@ pub fn header<'a>(headers: &'a ::http::HeaderMap, name: &str) -> Option<&'a str>
         .filter(|v| !v.is_empty())
 }
 
-/// The value of cookie `name` in `Cookie` header values.
-pub fn cookie<'a>(values: impl IntoIterator<Item = &'a str>, name: &str) -> Option<&'a str> {
-    values
-        .into_iter()
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.trim())
-}
-
 /// A user agent cut to [`MAX_USER_AGENT_CHARS`].
 pub fn clip_user_agent(ua: &str) -> String {
     ua.chars().take(MAX_USER_AGENT_CHARS).collect()
@@ -48,13 +35,6 @@ pub fn clip_user_agent(ua: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn cookies_are_found_among_others() {
-        assert_eq!(cookie(["a=1; eurochat_vt=tok; b=2"], VISITOR_COOKIE), Some("tok"));
-        assert_eq!(cookie(["a=1", "eurochat_vt=x"], VISITOR_COOKIE), Some("x"));
-        assert_eq!(cookie(["eurochat_vtx=1"], VISITOR_COOKIE), None);
-    }
 
     #[test]
     fn user_agents_are_clipped_on_char_boundaries() {

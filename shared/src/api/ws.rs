@@ -6,7 +6,7 @@ use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxy
 use aws_lambda_events::encodings::Body;
 use base64::Engine as _;
 
-use super::{MAX_FRAME_BYTES, VISITOR_COOKIE, cookie, header, json};
+use super::{MAX_FRAME_BYTES, header, json};
 use crate::domain::ConnectionId;
 use crate::error::{ApiError, ErrorCode};
 
@@ -74,11 +74,6 @@ impl<'a> WsRequest<'a> {
             .filter(|t| !t.is_empty())
     }
 
-    /// The visitor token cookie, if the browser sent it with the handshake.
-    pub fn visitor_cookie(&self) -> Option<&'a str> {
-        cookie(self.header("cookie"), VISITOR_COOKIE)
-    }
-
     /// The frame as a JSON object: UTF-8 text, at most 32 KB, an object.
     pub fn frame(&self) -> Result<json::Object, ApiError> {
         let body = self.event.body.as_deref().unwrap_or_default();
@@ -109,7 +104,14 @@ pub fn status(code: u16) -> ApiGatewayProxyResponse {
 /// (the error's JSON) is visible to non-browser clients only.
 pub fn reject(err: &ApiError) -> ApiGatewayProxyResponse {
     let mut r = status(err.status());
+    r.headers.insert(
+        ::http::header::X_CONTENT_TYPE_OPTIONS,
+        ::http::HeaderValue::from_static("nosniff"),
+    );
     let mut body = serde_json::json!({ "code": err.code.as_str(), "message": err.message });
+    if let Some(field) = err.field {
+        body["field"] = field.into();
+    }
     if let Some(secs) = err.retry_after {
         body["retryAfter"] = secs.into();
         r.headers
