@@ -93,7 +93,8 @@ async fn frame_from<B: Backend>(c: &Chat<B>, conn: &str, frame: Value, ip: &str)
 
 /// An agent connection from `ip`; returns the status.
 async fn connect_from_ip<B: Backend>(c: &Chat<B>, conn: &str, token: &str, ip: &str) -> i64 {
-    c.connect_event(conn, &[("token", token)], &[("Origin", ORIGIN)], ip)
+    let protocols = subprotocols(token);
+    c.connect_event(conn, &[], &[("Origin", ORIGIN), ("Sec-WebSocket-Protocol", &protocols)], ip)
         .await
         .status_code
 }
@@ -446,6 +447,13 @@ pub async fn refusals_are_security_events_without_ip_or_token<B: Backend>(c: &Ch
     assert_eq!(connect_from_ip(c, "A3=", &fresh, OUTSIDE).await, 403);
     gdpr_from(c, false, &fresh, json!({"visitorId": "x"}), OUTSIDE, &[]).await;
     assert_eq!(connect_from_ip(c, "A4=", "at1.e30.c2ln", OUTSIDE).await, 401);
+    // Visitors' refused handshakes too: a guessed token, none at all.
+    let guessed = format!("vt1.{}.{}", chat_core::domain::SessionId::generate(), "A".repeat(43));
+    assert_eq!(connect_from_ip(c, "V1=", &guessed, OUTSIDE).await, 401);
+    let bare = c
+        .connect_event("V2=", &[], &[("Origin", ORIGIN)], OUTSIDE)
+        .await;
+    assert_eq!(bare.status_code, 401);
 
     let text = logs.text();
     let events: Vec<Value> = text
@@ -463,11 +471,16 @@ pub async fn refusals_are_security_events_without_ip_or_token<B: Backend>(c: &Ch
         ("ip_not_allowed", "connect"),
         ("ip_not_allowed", "gdpr_export"),
         ("token_invalid", "connect"),
+        ("unauthorized", "connect"),
+        ("no_token", "connect"),
     ] {
         assert!(seen.contains(&expected), "{expected:?} in {seen:?}");
     }
     let tag = c.config().pseudonymizer.ip_tag(OUTSIDE.parse().unwrap());
-    for e in events.iter().filter(|e| e["reason"] != "token_invalid") {
+    for e in events
+        .iter()
+        .filter(|e| !matches!(e["reason"].as_str(), Some("token_invalid" | "unauthorized" | "no_token")))
+    {
         assert_eq!(
             (e["site"].as_str(), e["agent"].as_str()),
             (Some(SITE), Some("alice")),
@@ -475,7 +488,10 @@ pub async fn refusals_are_security_events_without_ip_or_token<B: Backend>(c: &Ch
         );
         assert_eq!(e["ip_tag"].as_str(), Some(tag.as_str()), "{e}");
     }
-    for secret in [OUTSIDE, short.as_str(), token.as_str(), fresh.as_str()] {
+    for e in events.iter().filter(|e| e["route"] == "connect") {
+        assert_eq!(e["ip_tag"].as_str(), Some(tag.as_str()), "every refused handshake is traceable: {e}");
+    }
+    for secret in [OUTSIDE, short.as_str(), token.as_str(), fresh.as_str(), guessed.as_str()] {
         assert!(!text.contains(secret), "the log holds no address or token");
     }
 }

@@ -57,6 +57,19 @@ where
     }
 }
 
+/// A refused visitor (or tokenless) handshake, for operators tracing token guessing:
+/// the reason and a keyed tag of the address, nothing personal.
+fn log_refused<S>(deps: &Deps<'_, S>, ip: IpAddr, reason: &'static str) {
+    chat_core::security_log::SecurityEvent {
+        reason,
+        route: "connect",
+        site: None,
+        agent: None,
+        ip_tag: Some(deps.config.pseudonymizer.ip_tag(ip)),
+    }
+    .log();
+}
+
 fn unauthorized() -> ApiError {
     AuthError::Invalid.into()
 }
@@ -83,6 +96,7 @@ where
     }
     // A token in the URL has already leaked into logs; refuse it so no client relies on it.
     if req.query("token").is_some() {
+        log_refused(deps, ip, "token_in_url");
         return Err(ApiError {
             field: Some("token"),
             ..ApiError::new(
@@ -91,15 +105,21 @@ where
             )
         });
     }
-    let token = req.subprotocol_token().ok_or_else(unauthorized)?;
-    let origin = req
-        .header("origin")
-        .and_then(|o| Origin::parse(o).ok())
-        .ok_or_else(origin_refused)?;
+    let Some(token) = req.subprotocol_token() else {
+        log_refused(deps, ip, "no_token");
+        return Err(unauthorized());
+    };
+    let Some(origin) = req.header("origin").and_then(|o| Origin::parse(o).ok()) else {
+        log_refused(deps, ip, "origin_not_allowed");
+        return Err(origin_refused());
+    };
     let (site_id, principal) = if token.starts_with("at1.") {
+        // Agent refusals are logged where they are decided, with the site and agent.
         agent(deps, token, &origin, ip, now).await?
     } else {
-        visitor(deps, token, &origin, now).await?
+        visitor(deps, token, &origin, now)
+            .await
+            .inspect_err(|e| log_refused(deps, ip, e.code.as_str()))?
     };
     let role = match principal {
         Principal::Visitor { .. } => "visitor",
