@@ -56,11 +56,11 @@ pub mod vars {
     pub const MAX_MESSAGE_BYTES: &str = "EUROCHAT_MAX_MESSAGE_BYTES";
     /// Messages a session may send per minute (default 30).
     pub const MESSAGES_PER_MINUTE: &str = "EUROCHAT_MESSAGES_PER_MINUTE";
-    /// WebSocket connections one IP (IPv6: one /64) may open in any minute (1–200, default 20).
+    /// WebSocket connections one IP (IPv6: one /64) may open in any minute (1–100, default 20).
     pub const CONNECTS_PER_MINUTE: &str = "EUROCHAT_CONNECTS_PER_MINUTE";
-    /// Sessions one IP (IPv6: one /64) may create in any minute (1–200, default 10).
+    /// Sessions one IP (IPv6: one /64) may create in any minute (1–100, default 10).
     pub const SESSIONS_PER_MINUTE: &str = "EUROCHAT_SESSIONS_PER_MINUTE";
-    /// Export requests (pages) one token holder may make in any hour (1–200, default 20).
+    /// Export requests (pages) one token holder may make in any hour (1–100, default 20).
     pub const EXPORTS_PER_HOUR: &str = "EUROCHAT_EXPORTS_PER_HOUR";
     /// The WebSocket API's management endpoint (`https://{api}.execute-api.{region}.amazonaws.com/{stage}`),
     /// for functions outside the WebSocket API that close connections (GDPR erasure).
@@ -376,12 +376,12 @@ mod tests {
         assert_eq!((c.session_rate.limit, c.session_rate.window), (10, Duration::from_secs(60)));
         assert_eq!((c.export_rate.limit, c.export_rate.window), (20, Duration::from_secs(3600)));
         for var in [vars::CONNECTS_PER_MINUTE, vars::SESSIONS_PER_MINUTE, vars::EXPORTS_PER_HOUR] {
-            for ok in ["1", "200"] {
+            for ok in ["1", "100"] {
                 let mut env = base();
                 env.insert(var, ok.into());
                 assert!(load(&env).is_ok(), "{var}={ok}");
             }
-            for bad in ["0", "201", "-1", "ten", "1.5"] {
+            for bad in ["0", "101", "-1", "ten", "1.5"] {
                 let mut env = base();
                 env.insert(var, bad.into());
                 let err = load(&env).unwrap_err();

@@ -194,9 +194,9 @@ pub struct RateLimit {
 
 /// The largest `limit` a sliding-window limit may have. Its counter item holds
 /// one timestamp per request the window may admit, and DynamoDB's update that
-/// shifts them must stay well under the 4 KB expression limit (and the item
-/// within one or two write units).
-pub const MAX_SLIDING_LIMIT: u32 = 200;
+/// shifts them must stay under the 4 KB expression limit (and the item within
+/// two write units).
+pub const MAX_SLIDING_LIMIT: u32 = 100;
 
 /// The outcome of counting one request against a [`RateLimit`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -12,7 +12,8 @@ use std::net::IpAddr;
 
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use chat_core::api::ws::{self, SUBPROTOCOL, WsRequest};
-use chat_core::auth::{AuthError, PresentedVisitorToken};
+use chat_core::auth::{AuthError, PresentedVisitorToken, RateScope};
+use chat_core::security_log::SecurityEvent;
 use chat_core::clock::{Clock, Timestamp};
 use chat_core::config::Config;
 use chat_core::domain::*;
@@ -70,11 +71,15 @@ where
     let ip = req
         .source_ip()
         .ok_or_else(|| ApiError::new(ErrorCode::InvalidRequest, "no source address"))?;
-    if let RateDecision::Limited { retry_after } = deps
-        .store
-        .hit(&deps.config.pseudonymizer.ip_key(ip), deps.config.connect_rate, now)
-        .await?
-    {
+    let rate_key = deps.config.pseudonymizer.ip_key(RateScope::Connect, ip);
+    if let RateDecision::Limited { retry_after } = deps.store.hit(&rate_key, deps.config.connect_rate, now).await? {
+        SecurityEvent {
+            reason: "rate_limited",
+            route: "connect",
+            ip_tag: Some(deps.config.pseudonymizer.ip_tag(ip)),
+            ..SecurityEvent::default()
+        }
+        .log();
         return Err(ApiError::rate_limited(retry_after));
     }
     let (token, via_subprotocol) = match (req.query("token"), req.subprotocol_token()) {

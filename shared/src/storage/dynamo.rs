@@ -1263,11 +1263,17 @@ fn rate_slot(i: usize) -> String {
 fn rate_update_expression(limit: u32) -> String {
     let mut e = String::from("SET #ttl = :ttl, #kind = :kind");
     for i in (1..limit as usize).rev() {
-        e.push_str(&format!(", {} = {}", rate_slot(i), rate_slot(i - 1)));
+        // A slot not written yet reads as 0, i.e. long out of any window; DynamoDB
+        // refuses an update whose operand attribute is missing.
+        e.push_str(&format!(",{}=if_not_exists({},:zero)", rate_slot(i), rate_slot(i - 1)));
     }
-    e.push_str(", t0 = :now");
+    e.push_str(",t0=:now");
     e
 }
+
+/// DynamoDB's limit on an expression's length.
+#[cfg(test)]
+const MAX_EXPRESSION_BYTES: usize = 4096;
 
 fn rate_time(item: Option<&Item>, slot: &str) -> Option<Timestamp> {
     item?.get(slot)?.as_n().ok()?.parse::<i64>().ok().map(Timestamp::from_millis)
@@ -1297,6 +1303,7 @@ impl RateLimitStore for DynamoStore {
             .expression_attribute_values(":ttl", n(limit.counter_expiry(now).epoch_seconds()))
             .expression_attribute_values(":kind", s("rate"))
             .expression_attribute_values(":now", n(now.millis()))
+            .expression_attribute_values(":zero", n(0))
             .expression_attribute_values(":cutoff", n(cutoff.millis()))
             .return_values(ReturnValue::AllNew)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
@@ -1330,5 +1337,22 @@ impl RateLimitStore for DynamoStore {
                 other => Err(backend_error("UpdateItem", &other)),
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::MAX_SLIDING_LIMIT;
+
+    #[test]
+    fn the_largest_rate_update_fits_dynamodbs_expression_limit() {
+        let e = rate_update_expression(MAX_SLIDING_LIMIT);
+        assert!(e.len() < MAX_EXPRESSION_BYTES, "{} bytes", e.len());
+        assert_eq!(
+            rate_update_expression(3),
+            "SET #ttl = :ttl, #kind = :kind,t2=if_not_exists(t1,:zero),t1=if_not_exists(t0,:zero),t0=:now"
+        );
+        assert_eq!(rate_update_expression(1), "SET #ttl = :ttl, #kind = :kind,t0=:now");
     }
 }
