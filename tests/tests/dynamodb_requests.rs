@@ -70,18 +70,16 @@ async fn request_path_operations_cost_a_fixed_number_of_requests_and_never_scan(
     check("resume a session", &["GetItem", "PutItem"]);
     store.join_conversation(&a.id, &s.id, at_min(2)).await.unwrap();
     check("agent joins", &["GetItem", "GetItem", "PutItem"]);
-    store
-        .hit(
-            "ip",
-            RateLimit {
-                limit: 5,
-                window: std::time::Duration::from_secs(60),
-            },
-            at_min(2),
-        )
-        .await
-        .unwrap();
-    check("per-IP connect counter", &["UpdateItem"]);
+    let sliding = RateLimit::new(2, std::time::Duration::from_secs(60));
+    for _ in 0..2 {
+        store.hit("ip", sliding, at_min(2)).await.unwrap();
+        check("sliding-window counter, admitted", &["UpdateItem"]);
+    }
+    assert!(matches!(
+        store.hit("ip", sliding, at_min(2)).await.unwrap(),
+        chat_core::policy::RateDecision::Limited { .. }
+    ));
+    check("sliding-window counter, refused", &["UpdateItem"]);
     store.delete_connection(&v.id).await.unwrap();
     check("$disconnect", &["GetItem", "TransactWriteItems"]);
     store.sessions_of_visitor(&site.id, &s.visitor_id).await.unwrap();
