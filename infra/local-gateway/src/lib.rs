@@ -455,9 +455,9 @@ mod tests {
 
     #[test]
     fn the_gateway_reads_limits_from_the_environment_and_validates_them() {
-        let env = |k: &str| (k == vars::CONNECTS_PER_MINUTE).then(|| "150".to_owned());
+        let env = |k: &str| (k == vars::CONNECTS_PER_MINUTE).then(|| "75".to_owned());
         let got = config_with_env(&Options::default(), "http://127.0.0.1:8080/local", env).expect("config");
-        assert_eq!(got.connect_rate.limit, 150);
+        assert_eq!(got.connect_rate.limit, 75);
         let bad = |k: &str| (k == vars::SESSIONS_PER_MINUTE).then(|| "0".to_owned());
         let err = config_with_env(&Options::default(), "http://127.0.0.1:8080/local", bad).unwrap_err();
         assert!(matches!(err, ConfigError::Invalid { var, .. } if var == vars::SESSIONS_PER_MINUTE));
