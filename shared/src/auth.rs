@@ -326,9 +326,10 @@ impl Pseudonymizer {
     /// visitor's session, or an agent of a site.
     pub fn holder_key(&self, scope: RateScope, holder: TokenHolder<'_>) -> String {
         match holder {
-            TokenHolder::Session(session) => {
-                self.hash("eurochat/rate-holder/v1", &[scope.as_str(), "session", session.as_str()])
-            }
+            TokenHolder::Session(session) => self.hash(
+                "eurochat/rate-holder/v1",
+                &[scope.as_str(), "session", session.as_str()],
+            ),
             TokenHolder::Agent(site, agent) => self.hash(
                 "eurochat/rate-holder/v1",
                 &[scope.as_str(), "agent", site.as_str(), agent.as_str()],
@@ -475,7 +476,10 @@ mod tests {
             "each limit has its own counter"
         );
         assert!(!key("203.0.113.7").contains("203.0.113"), "the key is a keyed hash");
-        assert_eq!(rate_network("2001:db8:1:2:3:4:5:6".parse().unwrap()), "2001:db8:1:2::/64");
+        assert_eq!(
+            rate_network("2001:db8:1:2:3:4:5:6".parse().unwrap()),
+            "2001:db8:1:2::/64"
+        );
     }
 
     #[test]

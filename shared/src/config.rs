@@ -261,10 +261,19 @@ impl Config {
         let message_rate = per_minute(number(vars::MESSAGES_PER_MINUTE, 30, 1..=10_000)?);
         // Sliding-window limits keep one timestamp per admitted request, hence the lower ceiling.
         let sliding = 1..=MAX_SLIDING_LIMIT as usize;
-        let connect_rate = per_minute(number(vars::CONNECTS_PER_MINUTE, DEFAULT_CONNECTS_PER_MINUTE, sliding.clone())?);
-        let session_rate = per_minute(number(vars::SESSIONS_PER_MINUTE, DEFAULT_SESSIONS_PER_MINUTE, sliding.clone())?);
+        let connect_rate = per_minute(number(
+            vars::CONNECTS_PER_MINUTE,
+            DEFAULT_CONNECTS_PER_MINUTE,
+            sliding.clone(),
+        )?);
+        let session_rate = per_minute(number(
+            vars::SESSIONS_PER_MINUTE,
+            DEFAULT_SESSIONS_PER_MINUTE,
+            sliding.clone(),
+        )?);
         let export_rate = RateLimit {
-            limit: u32::try_from(number(vars::EXPORTS_PER_HOUR, DEFAULT_EXPORTS_PER_HOUR, sliding)?).unwrap_or(u32::MAX),
+            limit: u32::try_from(number(vars::EXPORTS_PER_HOUR, DEFAULT_EXPORTS_PER_HOUR, sliding)?)
+                .unwrap_or(u32::MAX),
             window: Duration::from_secs(3600),
         };
         let ws_management_endpoint = match get(vars::WS_MANAGEMENT_ENDPOINT) {
@@ -372,10 +381,23 @@ mod tests {
     #[test]
     fn abuse_limits_have_documented_defaults_and_ranges() {
         let c = load(&base()).unwrap();
-        assert_eq!((c.connect_rate.limit, c.connect_rate.window), (20, Duration::from_secs(60)));
-        assert_eq!((c.session_rate.limit, c.session_rate.window), (10, Duration::from_secs(60)));
-        assert_eq!((c.export_rate.limit, c.export_rate.window), (20, Duration::from_secs(3600)));
-        for var in [vars::CONNECTS_PER_MINUTE, vars::SESSIONS_PER_MINUTE, vars::EXPORTS_PER_HOUR] {
+        assert_eq!(
+            (c.connect_rate.limit, c.connect_rate.window),
+            (20, Duration::from_secs(60))
+        );
+        assert_eq!(
+            (c.session_rate.limit, c.session_rate.window),
+            (10, Duration::from_secs(60))
+        );
+        assert_eq!(
+            (c.export_rate.limit, c.export_rate.window),
+            (20, Duration::from_secs(3600))
+        );
+        for var in [
+            vars::CONNECTS_PER_MINUTE,
+            vars::SESSIONS_PER_MINUTE,
+            vars::EXPORTS_PER_HOUR,
+        ] {
             for ok in ["1", "100"] {
                 let mut env = base();
                 env.insert(var, ok.into());
@@ -385,7 +407,10 @@ mod tests {
                 let mut env = base();
                 env.insert(var, bad.into());
                 let err = load(&env).unwrap_err();
-                assert!(matches!(err, ConfigError::Invalid { var: v, .. } if v == var), "{var}={bad}: {err}");
+                assert!(
+                    matches!(err, ConfigError::Invalid { var: v, .. } if v == var),
+                    "{var}={bad}: {err}"
+                );
             }
         }
         let mut env = base();

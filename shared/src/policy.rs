@@ -440,7 +440,10 @@ mod tests {
         assert_eq!(got.len(), 10, "{got:?}");
         assert!(got.iter().all(|t| *t < boundary));
         assert!(
-            matches!(rl.check(boundary.minus(Duration::from_secs(60)), 10, boundary), RateDecision::Allowed { .. }),
+            matches!(
+                rl.check(boundary.minus(Duration::from_secs(60)), 10, boundary),
+                RateDecision::Allowed { .. }
+            ),
             "the fixed window (messages only) does reset at the boundary"
         );
     }
@@ -458,7 +461,9 @@ mod tests {
             (0..6)
                 .flat_map(|k| {
                     let b = start.plus(w * k);
-                    (0..8).map(move |i| b.minus(Duration::from_millis(8 - i))).chain((0..8).map(move |i| b.plus(Duration::from_millis(i))))
+                    (0..8)
+                        .map(move |i| b.minus(Duration::from_millis(8 - i)))
+                        .chain((0..8).map(move |i| b.plus(Duration::from_millis(i))))
                 })
                 .collect(),
             // A pseudo-random walk (xorshift), deterministic.

@@ -186,10 +186,21 @@ mod tests {
                 tracing::trace!(target: "chat_core::storage", "own trace passes");
             });
             let text = logs.text();
-            for hidden in ["raw event", "quoted value", "client detail", "frame text", "rejection body", "sdk detail", "tower detail"] {
+            for hidden in [
+                "raw event",
+                "quoted value",
+                "client detail",
+                "frame text",
+                "rejection body",
+                "sdk detail",
+                "tower detail",
+            ] {
                 assert!(!text.contains(hidden), "{level}: {hidden} leaked: {text}");
             }
-            assert!(text.contains("runtime warning passes") && text.contains("own trace passes"), "{level}: {text}");
+            assert!(
+                text.contains("runtime warning passes") && text.contains("own trace passes"),
+                "{level}: {text}"
+            );
         }
     }
 

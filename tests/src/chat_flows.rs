@@ -678,8 +678,16 @@ pub async fn session_creation_is_limited_per_ip<B: Backend>(c: &Chat<B>) {
     let ok = json!({ "siteId": SITE });
     // Refused requests store nothing, not even a counter.
     let before = c.backend.counts().await;
-    assert_eq!(c.post_session_from(&json!({ "siteId": "no such site!" }), ip).await.status, 400);
-    assert_eq!(c.post_session_from(&json!({ "siteId": "nosuchsite" }), ip).await.status, 403);
+    assert_eq!(
+        c.post_session_from(&json!({ "siteId": "no such site!" }), ip)
+            .await
+            .status,
+        400
+    );
+    assert_eq!(
+        c.post_session_from(&json!({ "siteId": "nosuchsite" }), ip).await.status,
+        403
+    );
     assert_eq!(c.backend.counts().await, before);
     let mut first = None;
     for i in 0..10 {
@@ -690,12 +698,21 @@ pub async fn session_creation_is_limited_per_ip<B: Backend>(c: &Chat<B>) {
     }
     let sessions = c.stored().await.get("session").copied();
     let r = c.post_session_from(&ok, ip).await;
-    assert_eq!((r.status, r.body["error"]["code"].as_str()), (429, Some("rate_limited")));
-    assert_eq!(r.retry_after.as_deref(), Some("50"), "the first creation leaves the window at 60 s");
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_str()),
+        (429, Some("rate_limited"))
+    );
+    assert_eq!(
+        r.retry_after.as_deref(),
+        Some("50"),
+        "the first creation leaves the window at 60 s"
+    );
     assert_eq!(c.stored().await.get("session").copied(), sessions, "nothing stored");
     // Resuming creates nothing and is not limited.
     let token = first.unwrap_or_default();
-    let resumed = c.post_session_from(&json!({ "siteId": SITE, "token": token }), ip).await;
+    let resumed = c
+        .post_session_from(&json!({ "siteId": SITE, "token": token }), ip)
+        .await;
     assert_eq!(resumed.status, 200, "{:?}", resumed.body);
     assert_eq!(c.post_session_from(&ok, "192.0.2.11").await.status, 201);
     c.advance(Duration::from_secs(50));

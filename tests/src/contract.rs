@@ -887,10 +887,17 @@ pub async fn rate_limit_has_no_double_burst_at_a_window_boundary<B: Backend>(b: 
         }
     }
     for a in &admitted {
-        let n = admitted.iter().filter(|t| **t >= *a && **t < a.plus(limit.window)).count();
+        let n = admitted
+            .iter()
+            .filter(|t| **t >= *a && **t < a.plus(limit.window))
+            .count();
         assert!(n <= 5, "{n} admitted within 10 s from {a:?} on {}", b.name());
     }
-    assert!(admitted.len() >= 25, "the limit still admits its rate: {}", admitted.len());
+    assert!(
+        admitted.len() >= 25,
+        "the limit still admits its rate: {}",
+        admitted.len()
+    );
 }
 
 /// GIVEN a limit of 7 WHEN 40 requests for one key arrive at once, in parallel THEN
@@ -913,7 +920,11 @@ pub async fn concurrent_rate_hits_admit_exactly_the_limit<B: Backend>(b: &B) {
         }
     }
     counts.sort_unstable();
-    assert_eq!(counts, (1..=7).collect::<Vec<_>>(), "each admitted hit saw its own count");
+    assert_eq!(
+        counts,
+        (1..=7).collect::<Vec<_>>(),
+        "each admitted hit saw its own count"
+    );
     assert_eq!(refused, 33);
 }
 
@@ -928,7 +939,9 @@ pub async fn rate_counter_expires_and_holds_only_the_keyed_hash<B: Backend>(b: &
         st.hit("k1", limit, T0.plus(Duration::from_secs(s))).await.unwrap();
     }
     assert!(matches!(
-        st.hit("k0", RateLimit::new(0, Duration::from_secs(60)), T0).await.unwrap(),
+        st.hit("k0", RateLimit::new(0, Duration::from_secs(60)), T0)
+            .await
+            .unwrap(),
         RateDecision::Limited { .. }
     ));
     assert_eq!(b.counts().await.get("rate").copied().unwrap_or(0), before + 1);

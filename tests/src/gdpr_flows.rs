@@ -338,7 +338,11 @@ pub async fn exports_are_limited_per_token_holder<B: Backend>(c: &Chat<B>) {
     let before = c.backend.counts().await;
     let bad = c.export(Some(&v.token), &json!({"visitorId": 5}), PAGE).await;
     assert_eq!(bad.status, 400);
-    assert_eq!(c.backend.counts().await, before, "bad input stores nothing, not even a counter");
+    assert_eq!(
+        c.backend.counts().await,
+        before,
+        "bad input stores nothing, not even a counter"
+    );
     for i in 0..20 {
         let r = c.export(Some(&v.token), &json!({}), PAGE).await;
         assert_eq!(r.status, 200, "export {i}: {:?}", r.body);
@@ -346,9 +350,20 @@ pub async fn exports_are_limited_per_token_holder<B: Backend>(c: &Chat<B>) {
     }
     let audits = c.stored().await.get("audit").copied();
     let r = c.export(Some(&v.token), &json!({}), PAGE).await;
-    assert_eq!((r.status, r.body["error"]["code"].as_str()), (429, Some("rate_limited")));
-    assert_eq!(r.retry_after.as_deref(), Some("2400"), "the first request leaves the hour in 40 min");
-    assert_eq!(c.stored().await.get("audit").copied(), audits, "a refused export is not audited");
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_str()),
+        (429, Some("rate_limited"))
+    );
+    assert_eq!(
+        r.retry_after.as_deref(),
+        Some("2400"),
+        "the first request leaves the hour in 40 min"
+    );
+    assert_eq!(
+        c.stored().await.get("audit").copied(),
+        audits,
+        "a refused export is not audited"
+    );
     assert_eq!(c.export(Some(&other.token), &json!({}), PAGE).await.status, 200);
     let alice = admin(c);
     let subject = json!({"visitorId": v.visitor_id});

@@ -317,7 +317,10 @@ async fn lambda_binaries_log_nothing_personal_at_trace() {
 
     // Sends a message with personal text.
     let mut e = ws_event("message", conn);
-    e["body"] = json!(json!({"action": "sendMessage", "clientMsgId": "c-1", "text": format!("{TEXT}, I am {NAME}, {EMAIL}")}).to_string());
+    e["body"] = json!(
+        json!({"action": "sendMessage", "clientMsgId": "c-1", "text": format!("{TEXT}, I am {NAME}, {EMAIL}")})
+            .to_string()
+    );
     let sent = invoke("message", &table, &moto, e).await;
     assert_eq!(status(&sent), 200, "{}", sent.response);
     runs.push(("message", sent));

@@ -13,12 +13,12 @@ use std::net::IpAddr;
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use chat_core::api::ws::{self, SUBPROTOCOL, WsRequest};
 use chat_core::auth::{AuthError, PresentedVisitorToken, RateScope};
-use chat_core::security_log::SecurityEvent;
 use chat_core::clock::{Clock, Timestamp};
 use chat_core::config::Config;
 use chat_core::domain::*;
 use chat_core::error::{ApiError, ErrorCode};
 use chat_core::policy::{self, RateDecision};
+use chat_core::security_log::SecurityEvent;
 use chat_core::storage::{ConnectionStore, RateLimitStore, SessionStore, SessionTouch, SiteStore, StoreError};
 
 /// What the handler needs.

@@ -17,16 +17,16 @@ use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse
 use chat_core::api::clip_user_agent;
 use chat_core::api::http::{HttpRequest, visitor_cookie_header};
 use chat_core::api::json::{self, Object};
+use chat_core::auth::RateScope;
 use chat_core::auth::{PresentedVisitorToken, issue_visitor_token};
 use chat_core::clock::{Clock, Timestamp};
 use chat_core::config::Config;
 use chat_core::domain::*;
 use chat_core::error::{ApiError, ErrorCode, json_response};
-use chat_core::policy::VISITOR_TOKEN_LIFETIME;
-use chat_core::storage::{RateLimitStore, SessionStore, SessionTouch, SiteStore, StoreError};
-use chat_core::security_log::SecurityEvent;
 use chat_core::policy::RateDecision;
-use chat_core::auth::RateScope;
+use chat_core::policy::VISITOR_TOKEN_LIFETIME;
+use chat_core::security_log::SecurityEvent;
+use chat_core::storage::{RateLimitStore, SessionStore, SessionTouch, SiteStore, StoreError};
 use serde::Serialize;
 
 /// What the handler needs.

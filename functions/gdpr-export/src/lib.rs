@@ -13,12 +13,12 @@
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use chat_core::api::http::HttpRequest;
 use chat_core::api::json;
+use chat_core::auth::{RateScope, TokenHolder};
 use chat_core::clock::Clock;
 use chat_core::config::Config;
 use chat_core::domain::AuditAction;
 use chat_core::error::{ApiError, ErrorCode, json_response};
 use chat_core::gdpr;
-use chat_core::auth::{RateScope, TokenHolder};
 use chat_core::policy::RateDecision;
 use chat_core::security_log::SecurityEvent;
 use chat_core::storage::{AuditStore, MessageStore, RateLimitStore, SessionStore, SiteStore, SubjectStore};

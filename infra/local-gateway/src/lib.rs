@@ -445,10 +445,19 @@ mod tests {
     fn the_gateway_applies_lambdas_default_limits() {
         let got = config_with_env(&Options::default(), "http://127.0.0.1:8080/local", |_| None).expect("config");
         let want = lambda_defaults();
-        assert_eq!(got.connect_rate, want.connect_rate, "EUROCHAT_CONNECTS_PER_MINUTE default");
-        assert_eq!(got.session_rate, want.session_rate, "EUROCHAT_SESSIONS_PER_MINUTE default");
+        assert_eq!(
+            got.connect_rate, want.connect_rate,
+            "EUROCHAT_CONNECTS_PER_MINUTE default"
+        );
+        assert_eq!(
+            got.session_rate, want.session_rate,
+            "EUROCHAT_SESSIONS_PER_MINUTE default"
+        );
         assert_eq!(got.export_rate, want.export_rate, "EUROCHAT_EXPORTS_PER_HOUR default");
-        assert_eq!(got.message_rate, want.message_rate, "EUROCHAT_MESSAGES_PER_MINUTE default");
+        assert_eq!(
+            got.message_rate, want.message_rate,
+            "EUROCHAT_MESSAGES_PER_MINUTE default"
+        );
         assert_eq!(got.max_message_bytes, want.max_message_bytes);
         assert_eq!(got.policy_limit, want.policy_limit);
     }

@@ -303,11 +303,19 @@ async fn the_gateway_applies_lambdas_default_limits_end_to_end() {
         session(&g).await;
     }
     let (status, head, body) = post(&g, "/v1/sessions", &origin, None, &json!({"siteId": g.site})).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (429, Some("rate_limited")), "{body}");
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (429, Some("rate_limited")),
+        "{body}"
+    );
     assert!(head.contains("retry-after: "), "{head}");
     let mut open = Vec::new();
     for i in 0..20 {
-        open.push(ws(&g, &token, &origin).await.unwrap_or_else(|s| panic!("connect {i}: {s}")));
+        open.push(
+            ws(&g, &token, &origin)
+                .await
+                .unwrap_or_else(|s| panic!("connect {i}: {s}")),
+        );
     }
     assert_eq!(ws(&g, &token, &origin).await.err(), Some(429));
     drop(open);

@@ -1276,7 +1276,13 @@ fn rate_update_expression(limit: u32) -> String {
 const MAX_EXPRESSION_BYTES: usize = 4096;
 
 fn rate_time(item: Option<&Item>, slot: &str) -> Option<Timestamp> {
-    item?.get(slot)?.as_n().ok()?.parse::<i64>().ok().map(Timestamp::from_millis)
+    item?
+        .get(slot)?
+        .as_n()
+        .ok()?
+        .parse::<i64>()
+        .ok()
+        .map(Timestamp::from_millis)
 }
 
 #[async_trait]
