@@ -209,7 +209,8 @@ async fn invoke(name: &str, table: &str, moto: &str, event: Value) -> Run {
     );
     let response = match outcome {
         Ok(Some(Posted::Response(v))) => v,
-        Ok(Some(other)) => panic!("{name} did not answer: {other:?}\n{output}"),
+        Ok(Some(Posted::Error(e))) => panic!("{name} failed the invocation: {e}\n{output}"),
+        Ok(Some(Posted::InitError(e))) => panic!("{name} failed to start: {e}\n{output}"),
         Ok(None) | Err(_) => panic!("{name} posted nothing within 30 s\n{output}"),
     };
     Run { response, output }
