@@ -266,6 +266,13 @@ async fn handler_flow<B: Backend>(backend: B) -> (eurochat_tests::chat::Chat<B>,
     for _ in 0..21 {
         chat.export(Some(&token), &json!({}), 4 * 1024 * 1024).await;
     }
+    for i in 0..31 {
+        chat.send(
+            "V1=",
+            json!({"action": "sendMessage", "clientMsgId": format!("f{i}"), "text": TEXT}),
+        )
+        .await;
+    }
     for i in 0..21 {
         chat.connect_event(&format!("R{i}="), &[("token", "garbage")], &[("Origin", ORIGIN)], IP)
             .await;
@@ -305,6 +312,7 @@ fn assert_handler_logs_clean(logs: &CapturedLogs, secrets: &Secrets) {
         "\"reason\":\"rate_limited\",\"route\":\"gdpr_export\"",
         "\"reason\":\"rate_limited\",\"route\":\"connect\"",
         "\"reason\":\"rate_limited\",\"route\":\"create_session\"",
+        "\"reason\":\"rate_limited\",\"route\":\"frame\"",
         "\"ip_tag\":\"",
     ] {
         assert!(text.contains(expected), "the capture saw {expected:?}:\n{text}");

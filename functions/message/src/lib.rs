@@ -70,6 +70,7 @@ pub async fn handle<S: MessageRoutesStore>(
         gateway: gateway.as_ref(),
         conn_id: &conn_id,
         now: deps.clock.now(),
+        source_ip: req.source_ip(),
     };
     let frame = req.frame();
     let ref_id = frame
@@ -100,6 +101,8 @@ struct Ctx<'a, 'd, S> {
     gateway: &'a dyn ConnectionGateway,
     conn_id: &'a ConnectionId,
     now: Timestamp,
+    /// For the keyed IP tag of security events, never logged itself.
+    source_ip: Option<std::net::IpAddr>,
 }
 
 /// Who sent the frame, as far as the routes care.
@@ -223,6 +226,17 @@ impl<S: MessageRoutesStore> Ctx<'_, '_, S> {
             .await
             .map_err(|e| match e {
                 chat_core::storage::StoreError::NotFound => not_found(),
+                chat_core::storage::StoreError::RateLimited { retry_after } => {
+                    chat_core::security_log::SecurityEvent {
+                        reason: "rate_limited",
+                        route: "frame",
+                        site: Some(site),
+                        agent: None,
+                        ip_tag: self.source_ip.map(|ip| self.deps.config.pseudonymizer.ip_tag(ip)),
+                    }
+                    .log();
+                    ApiError::rate_limited(retry_after)
+                }
                 other => other.into(),
             })?;
         let m = &out.message;
