@@ -578,6 +578,12 @@ pub struct Session {
     pub rate_count: u32,
     /// When the session stops existing unless used again (the TTL).
     pub expires_at: Timestamp,
+    /// Set by the first step of an erasure (the fence): from then on every write
+    /// path and every read for use treats the session as absent, so nothing can
+    /// be added to it while its items are being deleted. Only the erasure itself
+    /// and GDPR lookups (which must find it again to finish the job) still see it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub erasing_since: Option<Timestamp>,
 }
 
 impl Session {
@@ -606,6 +612,7 @@ impl Session {
             rate_window_start: Timestamp::default(),
             rate_count: 0,
             expires_at: now,
+            erasing_since: None,
         };
         s.expires_at = crate::policy::session_expiry(&s);
         s
@@ -614,6 +621,13 @@ impl Session {
     /// Whether the session has at least one message (and so is a conversation).
     pub fn is_conversation(&self) -> bool {
         self.last_seq > 0
+    }
+
+    /// Whether the session may be used at `now`: not expired and not being erased.
+    /// Every read that serves or changes a session checks this, so an expired or
+    /// fenced session looks exactly like a missing one.
+    pub fn is_usable(&self, now: Timestamp) -> bool {
+        crate::policy::is_live(self.expires_at, now) && self.erasing_since.is_none()
     }
 }
 

@@ -214,15 +214,21 @@ pub async fn resolve(
     Ok(Subject { visitor_ids, sessions })
 }
 
-/// Erases sessions: closes their visitors' live connections first (so nothing more
-/// flows), then erases each partition. Fails, never half-reports, if any erasure
-/// fails; a rerun finishes the job and counts only what it removed.
+/// Erases sessions: first fences every one of them (from then on no writer can
+/// add to them: messages, read markers, pre-chat forms, joins and reconnects
+/// are refused as `not_found`), then closes their visitors' live connections,
+/// then sweeps each partition until it is empty. Fails, never half-reports, if
+/// any step fails; the sessions stay fenced and a rerun finishes the job,
+/// counting only what it removed.
 pub async fn erase_sessions(
     store: &(impl ConnectionStore + ConversationStore),
     gateway: &dyn ConnectionGateway,
     sessions: &[Session],
     now: Timestamp,
 ) -> Result<ErasedCounts, StoreError> {
+    for s in sessions {
+        store.fence_session(&s.id, now).await?;
+    }
     let mut counts = ErasedCounts::default();
     for s in sessions {
         for c in store.conversation_connections(&s.id, now).await? {
@@ -232,9 +238,21 @@ pub async fn erase_sessions(
                 tracing::warn!(error = %e, "could not close an erased visitor's connection");
             }
         }
-        counts.merge(store.erase_session(&s.id).await?);
+        counts.merge(store.erase_session(&s.id, now).await?);
     }
     Ok(counts)
+}
+
+/// The conversation an agent names for deletion (WebSocket `deleteConversation`
+/// and HTTP `scope: "conversation"` alike): a session of the agent's site that
+/// is still held, live or expired-but-not-yet-removed or already fenced, so
+/// both paths erase the same data. `None` if nothing of it is held on that site.
+pub async fn held_conversation(
+    store: &impl SubjectStore,
+    site: &SiteId,
+    id: &SessionId,
+) -> Result<Option<Session>, StoreError> {
+    Ok(store.session_any(id).await?.filter(|s| s.site_id == *site))
 }
 
 /// A time-ordered unique id for an audit record.

@@ -21,6 +21,9 @@ pub trait Backend: Send + Sync {
     fn name(&self) -> &'static str;
     /// How many items of each kind are stored.
     async fn counts(&self) -> BTreeMap<String, usize>;
+    /// Every stored item as text, read outside the store's own read paths (a raw
+    /// Scan on DynamoDB), so residue checks do not trust the code they check.
+    async fn raw_texts(&self) -> Vec<String>;
 }
 
 /// The in-memory adapter.
@@ -38,6 +41,9 @@ impl Backend for Memory {
     }
     fn name(&self) -> &'static str {
         "memory"
+    }
+    async fn raw_texts(&self) -> Vec<String> {
+        self.0.raw_texts()
     }
     async fn counts(&self) -> BTreeMap<String, usize> {
         self.0
@@ -113,6 +119,9 @@ impl Backend for Dynamo {
     }
     fn name(&self) -> &'static str {
         "dynamodb"
+    }
+    async fn raw_texts(&self) -> Vec<String> {
+        self.raw_items().await.iter().map(|i| format!("{i:?}")).collect()
     }
     async fn counts(&self) -> BTreeMap<String, usize> {
         let mut counts = BTreeMap::new();

@@ -586,7 +586,7 @@ pub async fn erasing_a_session_removes_everything_in_it<B: Backend>(b: &B) {
     b.store().put_connection(&a).await.unwrap();
     b.store().join_conversation(&a.id, &s.id, at_min(2)).await.unwrap();
 
-    let counts = b.store().erase_session(&s.id).await.unwrap();
+    let counts = b.store().erase_session(&s.id, at_min(2)).await.unwrap();
     assert_eq!(counts.0.get("session"), Some(&1));
     assert_eq!(counts.0.get("message"), Some(&30));
     assert_eq!(counts.0.get("clientMsgId"), Some(&30));
@@ -622,7 +622,7 @@ pub async fn erasing_a_session_removes_everything_in_it<B: Backend>(b: &B) {
         1,
         "other sessions untouched"
     );
-    assert_eq!(b.store().erase_session(&s.id).await.unwrap().total(), 0);
+    assert_eq!(b.store().erase_session(&s.id, at_min(2)).await.unwrap().total(), 0);
 }
 
 /// GIVEN a visitor with two sessions and another with an email WHEN looked up THEN each

@@ -7,6 +7,7 @@
 //! - [`contract`]: that suite.
 //! - [`chat`]: the chat functions' handlers driven with API Gateway events.
 //! - [`chat_flows`]: the chat's rules as flows, run against both stores.
+//! - [`erasure`]: erasure as a fence then a sweep, raced by writers, on both stores.
 //! - [`fixtures`]: sites, sessions and messages for tests.
 //! - [`gdpr_flows`]: GDPR export, erasure and the retention job as flows, on both stores.
 //! - [`requests`]: counts the DynamoDB requests a store operation makes.
@@ -18,6 +19,7 @@ pub mod backends;
 pub mod chat;
 pub mod chat_flows;
 pub mod contract;
+pub mod erasure;
 pub mod fixtures;
 pub mod gdpr_flows;
 pub mod moto;

@@ -166,7 +166,10 @@ impl<S: ConversationStore> ConversationStore for FailOnce<'_, S> {
     ) -> Result<Page<Session>, StoreError> {
         self.inner.list_conversations(site, status, cursor, limit, now).await
     }
-    async fn erase_session(&self, id: &SessionId) -> Result<ErasedCounts, StoreError> {
+    async fn fence_session(&self, id: &SessionId, now: Timestamp) -> Result<bool, StoreError> {
+        self.inner.fence_session(id, now).await
+    }
+    async fn erase_session(&self, id: &SessionId, now: Timestamp) -> Result<ErasedCounts, StoreError> {
         let left = self.fail_at.load(std::sync::atomic::Ordering::SeqCst);
         self.fail_at
             .store(left.saturating_sub(1), std::sync::atomic::Ordering::SeqCst);
@@ -175,7 +178,7 @@ impl<S: ConversationStore> ConversationStore for FailOnce<'_, S> {
                 operation: "BatchWriteItem",
             });
         }
-        self.inner.erase_session(id).await
+        self.inner.erase_session(id, now).await
     }
 }
 
@@ -243,6 +246,16 @@ async fn interrupted_then_resumed<B: Backend>(chat: &Chat<B>, partial: impl Asyn
     );
     let left = store.sessions_of_visitor(&site.id, &visitor).await.unwrap();
     assert_eq!(left.len(), 2, "the failed sessions are still findable for the rerun");
+    for s in &left {
+        // Fenced before anything was deleted, and still fenced: nothing can be added meanwhile.
+        assert!(s.erasing_since.is_some(), "an interrupted erasure stays fenced");
+        assert_eq!(store.get_session(&s.id, chat.now()).await.unwrap(), None);
+        let late = eurochat_tests::fixtures::visitor_msg(s, "late", "written between the two runs");
+        assert_eq!(
+            store.append_message(&late, chat.now(), None).await,
+            Err(StoreError::NotFound)
+        );
+    }
 
     // The rerun (what the client's retry of POST /v1/gdpr/erase does) finishes the job.
     let rerun = gdpr::erase_sessions(store, &gateway, &left, chat.now()).await.unwrap();

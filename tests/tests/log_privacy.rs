@@ -113,7 +113,7 @@ async fn full_flow<B: Backend>(b: &B) -> Secrets {
         .unwrap();
     st.sessions_of_visitor(&site.id, &s.visitor_id).await.unwrap();
     st.conversation_connections(&s.id, at_min(3)).await.unwrap();
-    st.erase_session(&s.id).await.unwrap();
+    st.erase_session(&s.id, at_min(3)).await.unwrap();
 
     let secret_part = token.token.rsplit('.').next().unwrap().to_owned();
     Secrets(vec![

@@ -107,7 +107,11 @@ where
         connected_at: now,
         expires_at: policy::connection_expiry(now),
     };
-    deps.store.put_connection(&conn).await?;
+    // A visitor's session erased (or fenced) since it was read: the same answer as a bad token.
+    deps.store.put_connection(&conn).await.map_err(|e| match e {
+        StoreError::NotFound => unauthorized(),
+        other => other.into(),
+    })?;
     Ok((role, via_subprotocol))
 }
 

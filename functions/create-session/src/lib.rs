@@ -114,11 +114,15 @@ async fn create_or_resume<S: SiteStore + SessionStore + RateLimitStore>(
         match resume(deps, &site, token, now).await {
             Ok(session) => {
                 let session = match &prechat {
-                    Some(p) => {
-                        deps.store
-                            .set_prechat(&session.id, p, email_lookup.as_deref(), now)
-                            .await?
-                    }
+                    // Erased (or fenced) since the resume read it: the same answer as a missing session.
+                    Some(p) => deps
+                        .store
+                        .set_prechat(&session.id, p, email_lookup.as_deref(), now)
+                        .await
+                        .map_err(|e| match e {
+                            StoreError::NotFound => ApiError::from(chat_core::auth::AuthError::Invalid),
+                            other => other.into(),
+                        })?,
                     None => session,
                 };
                 return Ok((200, response(&session, token.to_owned(), true), token.to_owned()));

@@ -74,7 +74,7 @@ async fn erase<S: EraseStore>(req: &HttpRequest<'_>, deps: &Deps<'_, S>) -> Resu
             };
             let id = SessionId::parse(json::req_str(&body, "sessionId")?)?;
             // Another site's conversation and a missing one look the same: nothing to delete.
-            let session = deps.store.session_any(&id).await?.filter(|s| s.site_id == *site);
+            let session = gdpr::held_conversation(deps.store, site, &id).await?;
             let subject = Subject {
                 visitor_ids: session.iter().map(|s| s.visitor_id.clone()).collect(),
                 sessions: session.into_iter().collect(),

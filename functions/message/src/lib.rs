@@ -21,7 +21,9 @@ use chat_core::domain::*;
 use chat_core::error::{ApiError, ErrorCode};
 use chat_core::gateway::{ConnectionGateway, GatewayFactory};
 use chat_core::gdpr;
-use chat_core::storage::{AuditStore, ConnectionStore, ConversationStore, MessageStore, NewMessage, SessionStore};
+use chat_core::storage::{
+    AuditStore, ConnectionStore, ConversationStore, MessageStore, NewMessage, SessionStore, SubjectStore,
+};
 
 /// Every action this function serves.
 pub const ACTIONS: [&str; 7] = [
@@ -52,8 +54,14 @@ pub struct Deps<'a, S> {
 }
 
 /// The storage the routes use.
-pub trait MessageRoutesStore: SessionStore + MessageStore + ConnectionStore + ConversationStore + AuditStore {}
-impl<T: SessionStore + MessageStore + ConnectionStore + ConversationStore + AuditStore> MessageRoutesStore for T {}
+pub trait MessageRoutesStore:
+    SessionStore + MessageStore + ConnectionStore + ConversationStore + SubjectStore + AuditStore
+{
+}
+impl<T: SessionStore + MessageStore + ConnectionStore + ConversationStore + SubjectStore + AuditStore>
+    MessageRoutesStore for T
+{
+}
 
 /// Handles one frame. Never fails: problems become an `error` frame to the sender.
 pub async fn handle<S: MessageRoutesStore>(
@@ -272,9 +280,8 @@ impl<S: MessageRoutesStore> Ctx<'_, '_, S> {
     async fn typing(&self, f: &Object, site: &SiteId, sender: &Sender) -> Result<(), ApiError> {
         let is_typing = json::req_bool(f, "isTyping")?;
         let session_id = self.target(f, sender)?;
-        if let Sender::Agent { .. } = sender {
-            self.session_of_site(&session_id, site).await?;
-        }
+        // Checked for visitors too: an expired or erased conversation relays nothing.
+        self.session_of_site(&session_id, site).await?;
         let role = Self::author(sender).role;
         let frame = ServerFrame::Typing {
             session_id: session_id.to_string(),
@@ -376,7 +383,10 @@ impl<S: MessageRoutesStore> Ctx<'_, '_, S> {
             return Err(ApiError::new(ErrorCode::Forbidden, "agents only"));
         };
         let session_id = self.target(f, sender)?;
-        let session = self.session_of_site(&session_id, site).await?;
+        // Data still held is erased, expired or not, exactly as HTTP `scope: conversation` does.
+        let session = gdpr::held_conversation(self.store(), site, &session_id)
+            .await?
+            .ok_or_else(not_found)?;
         let requester = gdpr::Requester::Agent {
             site: site.clone(),
             agent: agent_id.clone(),

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// The checkpoint's job name.
-pub const JOB: &str = "retention";
+pub const JOB: &str = chat_core::storage::keys::RETENTION_JOB;
 /// Work units a run does unless told otherwise.
 pub const DEFAULT_BUDGET: u32 = 2000;
 
@@ -141,7 +141,7 @@ impl<S: SiteStore + RetentionStore + ConversationStore> Run<'_, S> {
             Pass::Conversations => {
                 self.summary.conversations_erased += 1;
                 if !self.options.dry_run {
-                    self.summary.items_erased += self.store.erase_session(&s.id).await?.total();
+                    self.summary.items_erased += self.store.erase_session(&s.id, self.now).await?.total();
                 }
             }
             Pass::Ips => {

@@ -22,8 +22,8 @@ use aws_sdk_dynamodb::operation::scan::ScanError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, Delete, DeleteRequest, KeysAndAttributes, Put, ReturnValue, ReturnValuesOnConditionCheckFailure,
-    TransactWriteItem, WriteRequest,
+    AttributeValue, ConditionCheck, Delete, DeleteRequest, KeysAndAttributes, Put, ReturnValue,
+    ReturnValuesOnConditionCheckFailure, TransactWriteItem, WriteRequest,
 };
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
@@ -43,6 +43,20 @@ const MAX_ATTEMPTS: u32 = 6;
 const BATCH_WRITE: usize = 25;
 /// BatchGetItem's limit.
 const BATCH_GET: usize = 100;
+/// Sweeps of a fenced partition before an erasure gives up (and is retried).
+/// After the fence nothing new can land, so the second sweep finds nothing;
+/// the extra rounds only absorb transactions that were in flight at the fence.
+const MAX_SWEEPS: u32 = 4;
+
+/// How a transaction ended.
+enum Transacted {
+    Done,
+    /// Cancelled; `failed` holds the indexes of the steps whose condition failed
+    /// (empty when it was cancelled by a concurrent transaction).
+    Cancelled {
+        failed: Vec<usize>,
+    },
+}
 
 pub(crate) fn backend_error(operation: &'static str, e: &impl ProvideErrorMetadata) -> StoreError {
     StoreError::Backend {
@@ -505,6 +519,11 @@ impl DynamoStore {
     }
 
     async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<bool, StoreError> {
+        Ok(matches!(self.transact_outcome(items).await?, Transacted::Done))
+    }
+
+    /// Runs a transaction and says why it was cancelled, if it was.
+    async fn transact_outcome(&self, items: Vec<TransactWriteItem>) -> Result<Transacted, StoreError> {
         match self
             .client
             .transact_write_items()
@@ -512,12 +531,23 @@ impl DynamoStore {
             .send()
             .await
         {
-            Ok(_) => Ok(true),
+            Ok(_) => Ok(Transacted::Done),
             Err(e) => match e.into_service_error() {
                 // A condition failed or a concurrent transaction touched the items:
                 // the caller re-reads and decides.
-                TransactWriteItemsError::TransactionCanceledException(_)
-                | TransactWriteItemsError::TransactionInProgressException(_) => Ok(false),
+                TransactWriteItemsError::TransactionCanceledException(c) => {
+                    let failed = c
+                        .cancellation_reasons()
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, r)| r.code() == Some("ConditionalCheckFailed"))
+                        .map(|(i, _)| i)
+                        .collect();
+                    Ok(Transacted::Cancelled { failed })
+                }
+                TransactWriteItemsError::TransactionInProgressException(_) => {
+                    Ok(Transacted::Cancelled { failed: Vec::new() })
+                }
                 TransactWriteItemsError::ProvisionedThroughputExceededException(_)
                 | TransactWriteItemsError::RequestLimitExceeded(_)
                 | TransactWriteItemsError::ThrottlingException(_) => Err(StoreError::Throttled {
@@ -545,6 +575,42 @@ impl DynamoStore {
             code: Some("BuildError".into()),
         })?;
         Ok(TransactWriteItem::builder().put(put).build())
+    }
+
+    /// A transaction step that writes nothing but requires the session item to
+    /// exist and not be fenced for erasure: every write into a session's
+    /// partition that is not already conditioned on the session's version
+    /// carries it, so nothing lands behind an erasure's sweep.
+    fn session_usable_check(&self, session: &SessionId) -> Result<TransactWriteItem, StoreError> {
+        let check = ConditionCheck::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(keys::session_pk(session), keys::SESSION_SK)))
+            .condition_expression("attribute_exists(#pk) AND attribute_not_exists(#er)")
+            .expression_attribute_names("#pk", keys::PK)
+            .expression_attribute_names("#er", keys::ERASING)
+            .build()
+            .map_err(|_| StoreError::Backend {
+                operation: "TransactWriteItems",
+                code: Some("BuildError".into()),
+            })?;
+        Ok(TransactWriteItem::builder().condition_check(check).build())
+    }
+
+    /// Writes `ops` plus the session check, retrying transaction conflicts;
+    /// [`StoreError::NotFound`] if the session is gone or fenced.
+    async fn write_into_session(&self, session: &SessionId, ops: Vec<TransactWriteItem>) -> Result<(), StoreError> {
+        let check_at = ops.len();
+        for attempt in 0..MAX_ATTEMPTS {
+            let mut all = ops.clone();
+            all.push(self.session_usable_check(session)?);
+            match self.transact_outcome(all).await? {
+                Transacted::Done => return Ok(()),
+                Transacted::Cancelled { failed } if failed.contains(&check_at) => return Err(StoreError::NotFound),
+                // A concurrent transaction on the session item (an append): try again.
+                Transacted::Cancelled { .. } => backoff(attempt + 1).await,
+            }
+        }
+        Err(StoreError::Conflict)
     }
 
     fn delete_op(&self, key_item: Item) -> Result<TransactWriteItem, StoreError> {
@@ -622,7 +688,7 @@ impl DynamoStore {
             let Some((mut session, version)) = self.session_versioned(id).await? else {
                 return Err(StoreError::NotFound);
             };
-            if !is_live(session.expires_at, now) {
+            if !session.is_usable(now) {
                 return Err(StoreError::NotFound);
             }
             let r = change(&mut session);
@@ -717,7 +783,7 @@ impl SessionStore for DynamoStore {
             .session_versioned(id)
             .await?
             .map(|(s, _)| s)
-            .filter(|s| is_live(s.expires_at, now)))
+            .filter(|s| s.is_usable(now)))
     }
 
     async fn touch_session(&self, id: &SessionId, touch: SessionTouch) -> Result<Session, StoreError> {
@@ -783,7 +849,7 @@ impl MessageStore for DynamoStore {
                     _ => retry_of = Some(decode::<CmidData>("BatchGetItem", item)?.data.seq),
                 }
             }
-            let Some(env) = session.filter(|e| is_live(e.data.expires_at, now) && e.data.site_id == msg.site_id) else {
+            let Some(env) = session.filter(|e| e.data.is_usable(now) && e.data.site_id == msg.site_id) else {
                 return Err(StoreError::NotFound);
             };
             if let Some(seq) = retry_of {
@@ -874,10 +940,16 @@ impl ConnectionStore for DynamoStore {
             self.put_op(encode(&lookup)?, None)?,
             self.put_op(encode(&membership)?, None)?,
         ];
-        if self.transact(ops).await? {
-            Ok(())
-        } else {
-            Err(StoreError::Conflict)
+        match &conn.principal {
+            // A visitor's membership lives in their session's partition: never behind an erasure.
+            Principal::Visitor { session_id, .. } => self.write_into_session(session_id, ops).await,
+            Principal::Agent { .. } => {
+                if self.transact(ops).await? {
+                    Ok(())
+                } else {
+                    Err(StoreError::Conflict)
+                }
+            }
         }
     }
 
@@ -927,7 +999,8 @@ impl ConnectionStore for DynamoStore {
             c.clone(),
         )
         .ttl(c.expires_at);
-        self.put(encode(&env)?).await?;
+        self.write_into_session(session, vec![self.put_op(encode(&env)?, None)?])
+            .await?;
         Ok(c)
     }
 
@@ -968,43 +1041,91 @@ impl ConversationStore for DynamoStore {
         let (sessions, next) = self.session_page(q, keys::GSI2, cursor, limit).await?;
         let items = sessions
             .into_iter()
-            .filter(|s| is_live(s.expires_at, now) && status.is_none_or(|st| s.status == st))
+            .filter(|s| s.is_usable(now) && status.is_none_or(|st| s.status == st))
             .collect();
         Ok(Page { items, next })
     }
 
-    async fn erase_session(&self, id: &SessionId) -> Result<ErasedCounts, StoreError> {
-        let pk = keys::session_pk(id);
-        let items = self.query_all(&QuerySpec::partition(None, pk.clone()), true).await?;
-        let mut counts = ErasedCounts::default();
-        let mut deletes = Vec::new();
-        let mut has_session = false;
-        for item in items {
-            let sk = attr_str(&item, keys::SK).unwrap_or_default().to_owned();
-            let kind = attr_str(&item, keys::KIND).unwrap_or("unknown").to_owned();
-            if sk == keys::SESSION_SK {
-                has_session = true;
-                continue;
-            }
-            if kind == "membership" {
-                let conn = decode::<Connection>("Query", item)?.data;
-                // A visitor's own connection goes with their session; an agent's stays.
-                if matches!(conn.principal, Principal::Visitor { .. }) {
-                    let lookup = key(keys::connection_pk(&conn.id), keys::CONNECTION_SK);
-                    if self.get(lookup.clone(), true).await?.is_some() {
-                        counts.add("connection", 1);
-                    }
-                    deletes.push(lookup);
+    async fn fence_session(&self, id: &SessionId, now: Timestamp) -> Result<bool, StoreError> {
+        // Bumping the version also fails every read-modify-write that read the
+        // session before the fence (appends, touches, read markers, pre-chat).
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(keys::session_pk(id), keys::SESSION_SK)))
+            .update_expression("SET #er = if_not_exists(#er, :now), #ver = #ver + :one")
+            .condition_expression("attribute_exists(#pk)")
+            .expression_attribute_names("#er", keys::ERASING)
+            .expression_attribute_names("#ver", "version")
+            .expression_attribute_names("#pk", keys::PK)
+            .expression_attribute_values(":now", n(now.millis()))
+            .expression_attribute_values(":one", n(1))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) => {
+                match classify!("UpdateItem", e, UpdateItemError, ConditionalCheckFailedException => StoreError::NotFound)
+                {
+                    StoreError::NotFound => Ok(false),
+                    other => Err(other),
                 }
             }
-            counts.add(&kind, 1);
-            deletes.push(key(pk.clone(), sk));
         }
-        self.batch_delete(deletes).await?;
-        // Last, so an interrupted erasure still finds this session on a rerun.
+    }
+
+    async fn erase_session(&self, id: &SessionId, now: Timestamp) -> Result<ErasedCounts, StoreError> {
+        let pk = keys::session_pk(id);
+        let has_session = self.fence_session(id, now).await?;
+        let mut counts = ErasedCounts::default();
+        let mut clean = false;
+        for _ in 0..MAX_SWEEPS {
+            let items = self.query_all(&QuerySpec::partition(None, pk.clone()), true).await?;
+            let mut deletes = Vec::new();
+            for item in items {
+                let sk = attr_str(&item, keys::SK).unwrap_or_default().to_owned();
+                if sk == keys::SESSION_SK {
+                    continue;
+                }
+                let kind = attr_str(&item, keys::KIND).unwrap_or("unknown").to_owned();
+                if kind == "membership" {
+                    let conn = decode::<Connection>("Query", item)?.data;
+                    // A visitor's own connection goes with their session; an agent's stays.
+                    if matches!(conn.principal, Principal::Visitor { .. }) {
+                        let lookup = key(keys::connection_pk(&conn.id), keys::CONNECTION_SK);
+                        if self.get(lookup.clone(), true).await?.is_some() {
+                            counts.add("connection", 1);
+                        }
+                        deletes.push(lookup);
+                    }
+                }
+                counts.add(&kind, 1);
+                deletes.push(key(pk.clone(), sk));
+            }
+            if deletes.is_empty() {
+                clean = true;
+                break;
+            }
+            self.batch_delete(deletes).await?;
+        }
+        if !clean {
+            // Still fenced: a rerun finishes the job.
+            return Err(StoreError::Conflict);
+        }
+        // Last, so an interrupted erasure still finds this (fenced) session on a rerun.
         if has_session {
             self.delete(key(pk, keys::SESSION_SK)).await?;
             counts.add("session", 1);
+        }
+        for job in keys::JOBS {
+            if self
+                .get_checkpoint(job)
+                .await?
+                .is_some_and(|raw| checkpoint_mentions(&raw, id.as_str()))
+            {
+                self.put_checkpoint(job, None).await?;
+            }
         }
         tracing::info!(items = counts.total(), "session erased");
         Ok(counts)

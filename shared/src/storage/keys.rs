@@ -115,6 +115,12 @@ pub fn rate_pk(key: &str) -> String {
 }
 /// The sliding-window counter's sort key (one item per key and limit).
 pub const RATE_SK: &str = "WINDOW";
+/// The retention job's checkpoint name.
+pub const RETENTION_JOB: &str = "retention";
+/// Every job that keeps a checkpoint (erasure resets one that names an erased session).
+pub const JOBS: [&str; 1] = [RETENTION_JOB];
+/// The session attribute set by an erasure's fence (`Session::erasing_since`).
+pub const ERASING: &str = "erasingSince";
 /// A job's checkpoint partition.
 pub fn job_pk(job: &str) -> String {
     format!("JOB#{job}")

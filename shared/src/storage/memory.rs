@@ -94,6 +94,15 @@ impl MemoryStore {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// The lock, taken after yielding to the scheduler: every operation is a
+    /// suspension point, as a request to DynamoDB is, so concurrent handlers
+    /// interleave between two calls of one flow here exactly where they can in
+    /// production (race tests rely on it).
+    async fn turn(&self) -> MutexGuard<'_, Inner> {
+        tokio::task::yield_now().await;
+        self.lock()
+    }
+
     /// Does what DynamoDB's TTL sweeper does: deletes every item with a TTL at
     /// or before `now`, one item at a time, with no cascade. Messages of a swept
     /// session stay behind as orphans, exactly as in DynamoDB, for the retention
@@ -142,6 +151,29 @@ impl MemoryStore {
         .collect()
     }
 
+    /// Every stored record as text (its key and its JSON), for tests that must
+    /// prove no trace of a subject is left anywhere, as a raw table scan does on
+    /// DynamoDB. Not for logging: it holds personal data.
+    pub fn raw_texts(&self) -> Vec<String> {
+        fn json<T: serde::Serialize>(v: &T) -> String {
+            serde_json::to_string(v).unwrap_or_default()
+        }
+        let g = self.lock();
+        let mut out = Vec::new();
+        out.extend(g.sites.iter().map(|(k, v)| format!("{k} {}", json(v))));
+        out.extend(g.agents.iter().map(|(k, v)| format!("{k:?} {}", json(v))));
+        out.extend(g.sessions.iter().map(|(k, v)| format!("{k} {}", json(v))));
+        out.extend(g.messages.iter().map(|(k, v)| format!("{k:?} {}", json(v))));
+        out.extend(g.cmids.iter().map(|(k, v)| format!("{k:?} {v}")));
+        out.extend(g.connections.iter().map(|(k, v)| format!("{k} {}", json(v))));
+        out.extend(g.members.iter().map(|(k, v)| format!("{k:?} {}", json(v))));
+        out.extend(g.agents_online.iter().map(|(k, v)| format!("{k:?} {}", json(v))));
+        out.extend(g.audit.iter().map(|(k, v)| format!("{k:?} {}", json(v))));
+        out.extend(g.rates.iter().map(|(k, v)| format!("{k:?} {v:?}")));
+        out.extend(g.checkpoints.iter().map(|(k, v)| format!("{k} {v}")));
+        out
+    }
+
     /// How many items of every kind the store holds (for tests and the local gateway's status line).
     pub fn item_count(&self) -> usize {
         let g = self.lock();
@@ -159,51 +191,76 @@ impl MemoryStore {
     }
 }
 
+/// A session that may be used (live and not fenced for erasure).
 fn live_session<'a>(g: &'a Inner, id: &SessionId, now: Timestamp) -> Option<&'a Session> {
-    g.sessions.get(id.as_str()).filter(|s| is_live(s.expires_at, now))
+    g.sessions.get(id.as_str()).filter(|s| s.is_usable(now))
 }
 
-/// A live session to change, or [`StoreError::NotFound`].
+/// A usable session to change, or [`StoreError::NotFound`].
 fn live_session_mut<'a>(g: &'a mut Inner, id: &SessionId, now: Timestamp) -> Result<&'a mut Session, StoreError> {
     g.sessions
         .get_mut(id.as_str())
-        .filter(|s| is_live(s.expires_at, now))
+        .filter(|s| s.is_usable(now))
         .ok_or(StoreError::NotFound)
+}
+
+/// Whether a connection may be recorded: a visitor's only while their session
+/// exists and is not fenced (the DynamoDB store checks the same in its transaction).
+fn may_record(g: &Inner, conn: &Connection) -> bool {
+    match &conn.principal {
+        Principal::Visitor { session_id, .. } => g
+            .sessions
+            .get(session_id.as_str())
+            .is_some_and(|s| s.erasing_since.is_none()),
+        Principal::Agent { .. } => true,
+    }
 }
 
 #[async_trait]
 impl SiteStore for MemoryStore {
     async fn put_site(&self, site: &Site) -> Result<(), StoreError> {
-        self.lock().sites.insert(site.id.to_string(), site.clone());
+        self.turn().await.sites.insert(site.id.to_string(), site.clone());
         Ok(())
     }
 
     async fn get_site(&self, id: &SiteId) -> Result<Option<Site>, StoreError> {
-        Ok(self.lock().sites.get(id.as_str()).cloned())
+        Ok(self.turn().await.sites.get(id.as_str()).cloned())
     }
 
     async fn list_sites(&self, cursor: Option<&str>, limit: u32) -> Result<Page<Site>, StoreError> {
         let after = decode_cursor("sites", cursor)?;
-        let items = self.lock().sites.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let items = self
+            .turn()
+            .await
+            .sites
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         Ok(page_after("sites", items, after, limit, false))
     }
 
     async fn put_agent(&self, agent: &Agent) -> Result<(), StoreError> {
-        self.lock()
+        self.turn()
+            .await
             .agents
             .insert((agent.site_id.to_string(), agent.id.to_string()), agent.clone());
         Ok(())
     }
 
     async fn get_agent(&self, site: &SiteId, id: &AgentId) -> Result<Option<Agent>, StoreError> {
-        Ok(self.lock().agents.get(&(site.to_string(), id.to_string())).cloned())
+        Ok(self
+            .turn()
+            .await
+            .agents
+            .get(&(site.to_string(), id.to_string()))
+            .cloned())
     }
 }
 
 #[async_trait]
 impl SessionStore for MemoryStore {
     async fn create_session(&self, session: &Session) -> Result<(), StoreError> {
-        let mut g = self.lock();
+        let mut g = self.turn().await;
         if g.sessions.contains_key(session.id.as_str()) {
             return Err(StoreError::AlreadyExists);
         }
@@ -212,11 +269,11 @@ impl SessionStore for MemoryStore {
     }
 
     async fn get_session(&self, id: &SessionId, now: Timestamp) -> Result<Option<Session>, StoreError> {
-        Ok(live_session(&self.lock(), id, now).cloned())
+        Ok(live_session(&*self.turn().await, id, now).cloned())
     }
 
     async fn touch_session(&self, id: &SessionId, touch: SessionTouch) -> Result<Session, StoreError> {
-        let mut g = self.lock();
+        let mut g = self.turn().await;
         let s = live_session_mut(&mut g, id, touch.now)?;
         apply_touch(s, touch);
         Ok(s.clone())
@@ -229,7 +286,7 @@ impl SessionStore for MemoryStore {
         email_lookup: Option<&str>,
         now: Timestamp,
     ) -> Result<Session, StoreError> {
-        let mut g = self.lock();
+        let mut g = self.turn().await;
         let s = live_session_mut(&mut g, id, now)?;
         apply_prechat(s, prechat, email_lookup, now);
         Ok(s.clone())
@@ -242,7 +299,7 @@ impl SessionStore for MemoryStore {
         seq: u64,
         now: Timestamp,
     ) -> Result<Session, StoreError> {
-        let mut g = self.lock();
+        let mut g = self.turn().await;
         let s = live_session_mut(&mut g, id, now)?;
         apply_read(s, role, seq);
         Ok(s.clone())
@@ -254,7 +311,7 @@ impl SessionStore for MemoryStore {
         status: ConversationStatus,
         now: Timestamp,
     ) -> Result<Session, StoreError> {
-        let mut g = self.lock();
+        let mut g = self.turn().await;
         let s = live_session_mut(&mut g, id, now)?;
         s.status = status;
         Ok(s.clone())
@@ -322,7 +379,7 @@ impl MessageStore for MemoryStore {
         now: Timestamp,
         rate: Option<RateLimit>,
     ) -> Result<Appended, StoreError> {
-        let mut g = self.lock();
+        let mut g = self.turn().await;
         let sid = msg.session_id.to_string();
         if live_session(&g, &msg.session_id, now).is_none_or(|s| s.site_id != msg.site_id) {
             return Err(StoreError::NotFound);
@@ -359,7 +416,7 @@ impl MessageStore for MemoryStore {
     }
 
     async fn list_messages(&self, session: &SessionId, after: u64, limit: u32) -> Result<MessagePage, StoreError> {
-        let g = self.lock();
+        let g = self.turn().await;
         let limit = clamp_limit(limit) as usize;
         let sid = session.to_string();
         let mut messages: Vec<Message> = g
@@ -377,7 +434,10 @@ impl MessageStore for MemoryStore {
 #[async_trait]
 impl ConnectionStore for MemoryStore {
     async fn put_connection(&self, conn: &Connection) -> Result<(), StoreError> {
-        let mut g = self.lock();
+        let mut g = self.turn().await;
+        if !may_record(&g, conn) {
+            return Err(StoreError::NotFound);
+        }
         let cid = conn.id.to_string();
         g.connections.insert(cid.clone(), conn.clone());
         match &conn.principal {
@@ -401,7 +461,7 @@ impl ConnectionStore for MemoryStore {
     }
 
     async fn delete_connection(&self, id: &ConnectionId) -> Result<Option<Connection>, StoreError> {
-        let mut g = self.lock();
+        let mut g = self.turn().await;
         let Some(conn) = g.connections.remove(id.as_str()) else {
             return Ok(None);
         };
@@ -422,7 +482,7 @@ impl ConnectionStore for MemoryStore {
         session: &SessionId,
         now: Timestamp,
     ) -> Result<Connection, StoreError> {
-        let mut g = self.lock();
+        let mut g = self.turn().await;
         let c = g
             .connections
             .get(conn.as_str())
@@ -441,11 +501,11 @@ impl ConnectionStore for MemoryStore {
         session: &SessionId,
         now: Timestamp,
     ) -> Result<Vec<Connection>, StoreError> {
-        Ok(live_under(&self.lock().members, session.as_str(), now))
+        Ok(live_under(&self.turn().await.members, session.as_str(), now))
     }
 
     async fn agent_connections(&self, site: &SiteId, now: Timestamp) -> Result<Vec<Connection>, StoreError> {
-        Ok(live_under(&self.lock().agents_online, site.as_str(), now))
+        Ok(live_under(&self.turn().await.agents_online, site.as_str(), now))
     }
 }
 
@@ -474,11 +534,11 @@ impl ConversationStore for MemoryStore {
     ) -> Result<Page<Session>, StoreError> {
         let query = format!("conversations:{site}");
         let after = decode_cursor(&query, cursor)?;
-        let g = self.lock();
+        let g = self.turn().await;
         let mut items: Vec<(String, Session)> = g
             .sessions
             .values()
-            .filter(|s| s.site_id == *site && s.is_conversation() && is_live(s.expires_at, now))
+            .filter(|s| s.site_id == *site && s.is_conversation() && s.is_usable(now))
             .filter(|s| status.is_none_or(|st| s.status == st))
             .map(|s| (conv_position(s), s.clone()))
             .collect();
@@ -486,8 +546,19 @@ impl ConversationStore for MemoryStore {
         Ok(page_after(&query, items, after, limit, true))
     }
 
-    async fn erase_session(&self, id: &SessionId) -> Result<ErasedCounts, StoreError> {
-        let mut g = self.lock();
+    async fn fence_session(&self, id: &SessionId, now: Timestamp) -> Result<bool, StoreError> {
+        let mut g = self.turn().await;
+        let Some(s) = g.sessions.get_mut(id.as_str()) else {
+            return Ok(false);
+        };
+        s.erasing_since.get_or_insert(now);
+        Ok(true)
+    }
+
+    async fn erase_session(&self, id: &SessionId, _now: Timestamp) -> Result<ErasedCounts, StoreError> {
+        // One lock for the whole erasure: no writer can land in between, which is
+        // what the DynamoDB store's fence and re-query achieve there.
+        let mut g = self.turn().await;
         let sid = id.to_string();
         let mut counts = ErasedCounts::default();
         let msgs: Vec<_> = g
@@ -521,6 +592,8 @@ impl ConversationStore for MemoryStore {
         if g.sessions.remove(&sid).is_some() {
             counts.add("session", 1);
         }
+        // A job cursor naming the session would outlive it; the job restarts its pass instead.
+        g.checkpoints.retain(|_, v| !checkpoint_mentions(v, &sid));
         tracing::info!(items = counts.total(), "session erased");
         Ok(counts)
     }
@@ -535,17 +608,17 @@ fn sessions_where(g: &Inner, mut pred: impl FnMut(&Session) -> bool) -> Vec<Sess
 #[async_trait]
 impl SubjectStore for MemoryStore {
     async fn session_any(&self, id: &SessionId) -> Result<Option<Session>, StoreError> {
-        Ok(self.lock().sessions.get(id.as_str()).cloned())
+        Ok(self.turn().await.sessions.get(id.as_str()).cloned())
     }
 
     async fn sessions_of_visitor(&self, site: &SiteId, visitor: &VisitorId) -> Result<Vec<Session>, StoreError> {
-        Ok(sessions_where(&self.lock(), |s| {
+        Ok(sessions_where(&*self.turn().await, |s| {
             s.site_id == *site && s.visitor_id == *visitor
         }))
     }
 
     async fn sessions_by_email(&self, site: &SiteId, email_lookup: &str) -> Result<Vec<Session>, StoreError> {
-        Ok(sessions_where(&self.lock(), |s| {
+        Ok(sessions_where(&*self.turn().await, |s| {
             s.site_id == *site && s.email_lookup.as_deref() == Some(email_lookup)
         }))
     }
@@ -562,7 +635,7 @@ impl RetentionStore for MemoryStore {
     ) -> Result<Page<Session>, StoreError> {
         let query = format!("inactive:{site}");
         let after = decode_cursor(&query, cursor)?;
-        let g = self.lock();
+        let g = self.turn().await;
         let mut items: Vec<(String, Session)> = g
             .sessions
             .values()
@@ -582,7 +655,7 @@ impl RetentionStore for MemoryStore {
     ) -> Result<Page<Session>, StoreError> {
         let query = format!("ip:{site}");
         let after = decode_cursor(&query, cursor)?;
-        let g = self.lock();
+        let g = self.turn().await;
         let mut items: Vec<(String, Session)> = g
             .sessions
             .values()
@@ -612,7 +685,7 @@ impl RetentionStore for MemoryStore {
         _now: Timestamp,
     ) -> Result<Page<Orphan>, StoreError> {
         let after = decode_cursor("orphans", cursor)?;
-        let g = self.lock();
+        let g = self.turn().await;
         // Same order as a DynamoDB scan is not possible (hash order); key order is as good.
         let mut items: Vec<(String, Orphan)> = Vec::new();
         for (sid, seq) in g.messages.keys() {
@@ -646,7 +719,7 @@ impl RetentionStore for MemoryStore {
     }
 
     async fn delete_orphans(&self, orphans: &[Orphan]) -> Result<u64, StoreError> {
-        let mut g = self.lock();
+        let mut g = self.turn().await;
         let mut n = 0;
         for o in orphans {
             let sid = o.pk.trim_start_matches("SESS#").to_owned();
@@ -663,11 +736,11 @@ impl RetentionStore for MemoryStore {
     }
 
     async fn get_checkpoint(&self, job: &str) -> Result<Option<String>, StoreError> {
-        Ok(self.lock().checkpoints.get(job).cloned())
+        Ok(self.turn().await.checkpoints.get(job).cloned())
     }
 
     async fn put_checkpoint(&self, job: &str, value: Option<&str>) -> Result<(), StoreError> {
-        let mut g = self.lock();
+        let mut g = self.turn().await;
         match value {
             Some(v) => g.checkpoints.insert(job.to_owned(), v.to_owned()),
             None => g.checkpoints.remove(job),
@@ -683,7 +756,7 @@ impl AuditStore for MemoryStore {
             record.site_id.to_string(),
             format!("{}#{}", keys::ts(record.at), record.id),
         );
-        self.lock().audit.entry(key).or_insert_with(|| record.clone());
+        self.turn().await.audit.entry(key).or_insert_with(|| record.clone());
         Ok(())
     }
 
@@ -696,7 +769,7 @@ impl AuditStore for MemoryStore {
     ) -> Result<Page<AuditRecord>, StoreError> {
         let query = format!("audit:{site}");
         let after = decode_cursor(&query, cursor)?;
-        let g = self.lock();
+        let g = self.turn().await;
         let mut items: Vec<(String, AuditRecord)> = g
             .audit
             .iter()
@@ -711,7 +784,7 @@ impl AuditStore for MemoryStore {
 #[async_trait]
 impl RateLimitStore for MemoryStore {
     async fn hit(&self, key: &str, limit: RateLimit, now: Timestamp) -> Result<RateDecision, StoreError> {
-        let mut g = self.lock();
+        let mut g = self.turn().await;
         let entry = g.rates.entry(key.to_owned()).or_insert((Vec::new(), now));
         // An expired counter not yet swept holds only times outside the window anyway.
         let recent: &[Timestamp] = if is_live(entry.1, now) { &entry.0 } else { &[] };

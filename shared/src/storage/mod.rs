@@ -271,11 +271,19 @@ pub trait ConversationStore: Send + Sync {
         limit: u32,
         now: Timestamp,
     ) -> Result<Page<Session>, StoreError>;
-    /// Erases a session and everything in it: messages, retry records,
-    /// connection memberships and their lookup items. The session item goes
-    /// last, so an interrupted erasure is found and finished by a rerun.
-    /// Erasing an absent session returns zero counts.
-    async fn erase_session(&self, id: &SessionId) -> Result<ErasedCounts, StoreError>;
+    /// The first step of an erasure: marks the session as being erased (one
+    /// conditional write, idempotent). From then on every write path refuses it
+    /// as [`StoreError::NotFound`] and reads for use treat it as absent, so no
+    /// writer can add an item behind the sweep. `false` if there is no session item.
+    async fn fence_session(&self, id: &SessionId, now: Timestamp) -> Result<bool, StoreError>;
+    /// Erases a session and everything in it: fences it (if not yet), then
+    /// deletes messages, retry records, connection memberships and the
+    /// visitor's connection lookups, re-reading the partition until it is
+    /// empty; the session item goes last, so an interrupted erasure stays
+    /// fenced and a rerun finishes it. A retention checkpoint that names the
+    /// session is reset. Counts are what this call removed; erasing an absent
+    /// session returns zero counts.
+    async fn erase_session(&self, id: &SessionId, now: Timestamp) -> Result<ErasedCounts, StoreError>;
 }
 
 /// Finding a data subject's sessions (GDPR). These reads include sessions past
@@ -388,4 +396,18 @@ pub const MAX_PAGE: u32 = 100;
 
 pub(crate) fn clamp_limit(limit: u32) -> u32 {
     limit.clamp(1, MAX_PAGE)
+}
+
+/// Whether a stored job checkpoint names `id`, in plain text or inside one of
+/// the base64url cursors the stores issue. Erasure resets such a checkpoint, so
+/// no item outlives a subject's erasure holding one of their ids.
+pub(crate) fn checkpoint_mentions(raw: &str, id: &str) -> bool {
+    use base64::Engine as _;
+    if raw.contains(id) {
+        return true;
+    }
+    raw.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+        .filter(|t| t.len() >= 8)
+        .filter_map(|t| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(t).ok())
+        .any(|bytes| String::from_utf8_lossy(&bytes).contains(id))
 }
