@@ -76,10 +76,13 @@ run:
 
 # Tests that need moto start it themselves on a free loopback port (tests/src/moto.rs,
 # through tests/moto_serial.py).
+# The Lambda binaries are built first: tests/tests/lambda_binaries.rs runs each one as a
+# process (cargo test holds the build lock, so it cannot build them itself).
 # The last line totals every test binary's result, so the run ends on the real count
 # rather than on cargo's (empty) doc-test summary.
 unit: setup
 	mkdir -p target
+	$(CARGO) build --workspace --bins --locked
 	EUROCHAT_MOTO_PYTHON=$(CURDIR)/$(VENV)/bin/python CHROMIUM=$(CHROMIUM) $(CARGO) test --workspace --locked 2>&1 | tee target/test-output.log
 	@awk '/^test result:/ {p += $$4; f += $$6} END {printf "tests: %d passed, %d failed\n", p, f}' target/test-output.log
 

@@ -292,8 +292,51 @@ impl AgentTokenKeys {
     }
 }
 
+/// Which limit a rate-limit key counts for, so two limits on the same client
+/// never share a counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateScope {
+    /// `$connect`, per IP.
+    Connect,
+    /// `POST /v1/sessions` creating a session, per IP.
+    CreateSession,
+    /// `POST /v1/gdpr/export`, per token holder.
+    Export,
+}
+
+impl RateScope {
+    /// The scope's stable name, part of the keyed hash.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Connect => "connect",
+            Self::CreateSession => "create-session",
+            Self::Export => "export",
+        }
+    }
+}
+
+/// Whose token a per-token limit counts.
+#[derive(Debug, Clone, Copy)]
+pub enum TokenHolder<'a> {
+    /// A visitor, by the session their token opens.
+    Session(&'a SessionId),
+    /// An agent of a site.
+    Agent(&'a SiteId, &'a crate::domain::AgentId),
+}
+
+/// What of an IP a per-IP limit counts: the IPv4 address, or the IPv6 /64.
+fn rate_network(ip: std::net::IpAddr) -> String {
+    match ip.to_canonical() {
+        std::net::IpAddr::V4(v4) => v4.to_string(),
+        std::net::IpAddr::V6(v6) => {
+            let net = u128::from(v6) & !((1u128 << 64) - 1);
+            format!("{}/64", std::net::Ipv6Addr::from(net))
+        }
+    }
+}
+
 /// Keyed hashes (HMAC-SHA256) that let eurochat match a value without storing it
-/// readably: the audit trail's subject, email lookups, per-IP rate counters.
+/// readably: the audit trail's subject, email lookups, rate-limit counters (per IP, per token holder).
 /// Each use has its own label so a hash from one purpose is useless for another.
 #[derive(Clone)]
 pub struct Pseudonymizer {
@@ -333,9 +376,27 @@ impl Pseudonymizer {
         self.hash("eurochat/email/v1", &[site.as_str(), &email.lookup_form()])
     }
 
-    /// The rate-limit key for a client IP.
-    pub fn ip_key(&self, ip: std::net::IpAddr) -> String {
-        self.hash("eurochat/ip/v1", &[&ip.to_string()])
+    /// The rate-limit key for a client network under one limit: the IPv4
+    /// address, or the IPv6 /64 (one host or home owns a whole /64 and can
+    /// pick any address in it, so counting per address would not limit it).
+    /// An IPv4-mapped IPv6 address counts as its IPv4 address.
+    pub fn ip_key(&self, scope: RateScope, ip: std::net::IpAddr) -> String {
+        self.hash("eurochat/rate-ip/v2", &[scope.as_str(), &rate_network(ip)])
+    }
+
+    /// The rate-limit key for a bearer token's holder under one limit: a
+    /// visitor's session, or an agent of a site.
+    pub fn holder_key(&self, scope: RateScope, holder: TokenHolder<'_>) -> String {
+        match holder {
+            TokenHolder::Session(session) => self.hash(
+                "eurochat/rate-holder/v1",
+                &[scope.as_str(), "session", session.as_str()],
+            ),
+            TokenHolder::Agent(site, agent) => self.hash(
+                "eurochat/rate-holder/v1",
+                &[scope.as_str(), "agent", site.as_str(), agent.as_str()],
+            ),
+        }
     }
 
     /// A short keyed hash of a source IP for security logs: stable within a
@@ -532,6 +593,42 @@ mod tests {
             p.email_lookup(&site, &crate::domain::Email::parse("a@b.example").unwrap())
         );
         assert_ne!(p.email_lookup(&site, &email), q.email_lookup(&site, &email));
-        assert_ne!(p.subject(&site, "x"), p.ip_key("127.0.0.1".parse().unwrap()));
+        assert_ne!(
+            p.subject(&site, "x"),
+            p.ip_key(RateScope::Connect, "127.0.0.1".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn ip_rate_keys_count_ipv4_per_address_and_ipv6_per_64() {
+        let p = Pseudonymizer::new(&[9; 32]);
+        let key = |ip: &str| p.ip_key(RateScope::Connect, ip.parse().unwrap());
+        assert_eq!(key("2001:db8:1:2::1"), key("2001:db8:1:2:ffff:ffff:ffff:ffff"));
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
+        assert_ne!(key("203.0.113.7"), key("203.0.113.8"));
+        assert_eq!(key("::ffff:203.0.113.7"), key("203.0.113.7"));
+        assert_ne!(
+            key("203.0.113.7"),
+            p.ip_key(RateScope::CreateSession, "203.0.113.7".parse().unwrap()),
+            "each limit has its own counter"
+        );
+        assert!(!key("203.0.113.7").contains("203.0.113"), "the key is a keyed hash");
+        assert_eq!(
+            rate_network("2001:db8:1:2:3:4:5:6".parse().unwrap()),
+            "2001:db8:1:2::/64"
+        );
+    }
+
+    #[test]
+    fn holder_rate_keys_tell_visitors_and_agents_apart() {
+        let p = Pseudonymizer::new(&[9; 32]);
+        let site = SiteId::parse("acme").unwrap();
+        let agent = crate::domain::AgentId::parse("alice").unwrap();
+        let sid = SessionId::generate();
+        let a = p.holder_key(RateScope::Export, TokenHolder::Agent(&site, &agent));
+        let v = p.holder_key(RateScope::Export, TokenHolder::Session(&sid));
+        assert_ne!(a, v);
+        assert!(!v.contains(sid.as_str()) && !a.contains("alice"));
+        assert_eq!(v, p.holder_key(RateScope::Export, TokenHolder::Session(&sid)));
     }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::auth::{AgentTokenKeys, Pseudonymizer, secret_weakness};
 use crate::domain::DEFAULT_MAX_MESSAGE_BYTES;
-use crate::policy::{IpPolicy, MAX_RETENTION_DAYS, RateLimit, RetentionPolicy};
+use crate::policy::{IpPolicy, MAX_RETENTION_DAYS, MAX_SLIDING_LIMIT, RateLimit, RetentionPolicy};
 
 /// The AWS regions eurochat may run in. The SAM template's `Rules` section uses
 /// the same list (a test checks they agree).
@@ -25,6 +25,13 @@ pub const EU_REGIONS: [&str; 6] = [
 /// API Gateway's WebSocket frame limit is 32 KB. JSON escaping can double a text
 /// (quotes, backslashes, line breaks), so 15 KiB of text plus the envelope always fits.
 pub const MAX_CONFIGURABLE_MESSAGE_BYTES: usize = 15 * 1024;
+
+/// `EUROCHAT_CONNECTS_PER_MINUTE` when unset.
+pub const DEFAULT_CONNECTS_PER_MINUTE: usize = 20;
+/// `EUROCHAT_SESSIONS_PER_MINUTE` when unset.
+pub const DEFAULT_SESSIONS_PER_MINUTE: usize = 10;
+/// `EUROCHAT_EXPORTS_PER_HOUR` when unset.
+pub const DEFAULT_EXPORTS_PER_HOUR: usize = 20;
 
 /// Environment variable names, in one place for the functions, the SAM template
 /// check and the docs.
@@ -49,8 +56,12 @@ pub mod vars {
     pub const MAX_MESSAGE_BYTES: &str = "EUROCHAT_MAX_MESSAGE_BYTES";
     /// Messages a session may send per minute (default 30).
     pub const MESSAGES_PER_MINUTE: &str = "EUROCHAT_MESSAGES_PER_MINUTE";
-    /// WebSocket connections one IP may open per minute (default 20).
+    /// WebSocket connections one IP (IPv6: one /64) may open in any minute (1–100, default 20).
     pub const CONNECTS_PER_MINUTE: &str = "EUROCHAT_CONNECTS_PER_MINUTE";
+    /// Sessions one IP (IPv6: one /64) may create in any minute (1–100, default 10).
+    pub const SESSIONS_PER_MINUTE: &str = "EUROCHAT_SESSIONS_PER_MINUTE";
+    /// Export requests (pages) one token holder may make in any hour (1–100, default 20).
+    pub const EXPORTS_PER_HOUR: &str = "EUROCHAT_EXPORTS_PER_HOUR";
     /// The WebSocket API's management endpoint (`https://{api}.execute-api.{region}.amazonaws.com/{stage}`),
     /// for functions outside the WebSocket API that close connections (GDPR erasure).
     pub const WS_MANAGEMENT_ENDPOINT: &str = "EUROCHAT_WS_MANAGEMENT_ENDPOINT";
@@ -62,7 +73,7 @@ pub mod vars {
     pub const MAX_IP_RETENTION_DAYS: &str = "EUROCHAT_MAX_IP_RETENTION_DAYS";
 
     /// Every variable [`super::Config::from_lookup`] reads.
-    pub const ALL: [&str; 15] = [
+    pub const ALL: [&str; 17] = [
         REGION,
         TABLE_NAME,
         LOCAL_MODE,
@@ -74,6 +85,8 @@ pub mod vars {
         MAX_MESSAGE_BYTES,
         MESSAGES_PER_MINUTE,
         CONNECTS_PER_MINUTE,
+        SESSIONS_PER_MINUTE,
+        EXPORTS_PER_HOUR,
         WS_MANAGEMENT_ENDPOINT,
         MAX_CONVERSATION_DAYS,
         MAX_IP_POLICY,
@@ -128,8 +141,12 @@ pub struct Config {
     pub max_message_bytes: usize,
     /// Per-session message rate.
     pub message_rate: RateLimit,
-    /// Per-IP connection rate.
+    /// Per-IP (IPv6: per /64) `$connect` rate, a sliding window.
     pub connect_rate: RateLimit,
+    /// Per-IP (IPv6: per /64) session creation rate, a sliding window.
+    pub session_rate: RateLimit,
+    /// Per-token-holder export request rate, a sliding window.
+    pub export_rate: RateLimit,
     /// The WebSocket management endpoint for functions outside the WebSocket API.
     pub ws_management_endpoint: Option<String>,
     /// The deployment's retention and IP policy: the most any site keeps.
@@ -255,7 +272,23 @@ impl Config {
             window: Duration::from_secs(60),
         };
         let message_rate = per_minute(number(vars::MESSAGES_PER_MINUTE, 30, 1..=10_000)?);
-        let connect_rate = per_minute(number(vars::CONNECTS_PER_MINUTE, 20, 1..=10_000)?);
+        // Sliding-window limits keep one timestamp per admitted request, hence the lower ceiling.
+        let sliding = 1..=MAX_SLIDING_LIMIT as usize;
+        let connect_rate = per_minute(number(
+            vars::CONNECTS_PER_MINUTE,
+            DEFAULT_CONNECTS_PER_MINUTE,
+            sliding.clone(),
+        )?);
+        let session_rate = per_minute(number(
+            vars::SESSIONS_PER_MINUTE,
+            DEFAULT_SESSIONS_PER_MINUTE,
+            sliding.clone(),
+        )?);
+        let export_rate = RateLimit {
+            limit: u32::try_from(number(vars::EXPORTS_PER_HOUR, DEFAULT_EXPORTS_PER_HOUR, sliding)?)
+                .unwrap_or(u32::MAX),
+            window: Duration::from_secs(3600),
+        };
         let ws_management_endpoint = match get(vars::WS_MANAGEMENT_ENDPOINT) {
             None => None,
             Some(v) if local_mode => Some(loopback_endpoint(vars::WS_MANAGEMENT_ENDPOINT, &v)?),
@@ -291,6 +324,8 @@ impl Config {
             max_message_bytes,
             message_rate,
             connect_rate,
+            session_rate,
+            export_rate,
             ws_management_endpoint,
             policy_limit,
         })
@@ -357,6 +392,48 @@ mod tests {
         assert_eq!(c.message_rate.limit, 30);
         assert!(c.local.is_none());
         assert_eq!(c.policy_limit, RetentionPolicy::UNLIMITED);
+    }
+
+    #[test]
+    fn abuse_limits_have_documented_defaults_and_ranges() {
+        let c = load(&base()).unwrap();
+        assert_eq!(
+            (c.connect_rate.limit, c.connect_rate.window),
+            (20, Duration::from_secs(60))
+        );
+        assert_eq!(
+            (c.session_rate.limit, c.session_rate.window),
+            (10, Duration::from_secs(60))
+        );
+        assert_eq!(
+            (c.export_rate.limit, c.export_rate.window),
+            (20, Duration::from_secs(3600))
+        );
+        for var in [
+            vars::CONNECTS_PER_MINUTE,
+            vars::SESSIONS_PER_MINUTE,
+            vars::EXPORTS_PER_HOUR,
+        ] {
+            for ok in ["1", "100"] {
+                let mut env = base();
+                env.insert(var, ok.into());
+                assert!(load(&env).is_ok(), "{var}={ok}");
+            }
+            for bad in ["0", "101", "-1", "ten", "1.5"] {
+                let mut env = base();
+                env.insert(var, bad.into());
+                let err = load(&env).unwrap_err();
+                assert!(
+                    matches!(err, ConfigError::Invalid { var: v, .. } if v == var),
+                    "{var}={bad}: {err}"
+                );
+            }
+        }
+        let mut env = base();
+        env.insert(vars::SESSIONS_PER_MINUTE, "3".into());
+        env.insert(vars::EXPORTS_PER_HOUR, "4".into());
+        let c = load(&env).unwrap();
+        assert_eq!((c.session_rate.limit, c.export_rate.limit), (3, 4));
     }
 
     #[test]

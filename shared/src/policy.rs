@@ -175,7 +175,15 @@ pub fn visitor_token_expiry(now: Timestamp) -> Timestamp {
     now.plus(VISITOR_TOKEN_LIFETIME)
 }
 
-/// A fixed-window rate limit.
+/// A rate limit: at most `limit` requests per `window`.
+///
+/// Two algorithms use it. [`RateLimit::admit`] is a sliding window (an exact
+/// sliding log): at most `limit` requests are admitted in *any* interval of
+/// length `window`, so there is no double burst at a window boundary; the
+/// per-IP and per-token limits ([`crate::storage::RateLimitStore`]) use it.
+/// [`RateLimit::check`] is a fixed window (up to twice `limit` across a window
+/// boundary); only the per-session message rate uses it, because its two
+/// fields live on the session item.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateLimit {
     /// Requests allowed per window.
@@ -184,31 +192,43 @@ pub struct RateLimit {
     pub window: Duration,
 }
 
+/// The largest `limit` a sliding-window limit may have. Its counter item holds
+/// one timestamp per request the window may admit, and DynamoDB's update that
+/// shifts them must stay under the 4 KB expression limit (and the item within
+/// two write units).
+pub const MAX_SLIDING_LIMIT: u32 = 100;
+
 /// The outcome of counting one request against a [`RateLimit`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RateDecision {
-    /// Allowed; the new window start and count to store.
+    /// Allowed; for a fixed window, the new window start and count to store.
     Allowed {
-        /// Start of the window the request counted in.
+        /// Start of the window the request counted in (for a sliding window:
+        /// `now - window`).
         window_start: Timestamp,
         /// Requests in that window including this one.
         count: u32,
     },
     /// Refused; retry after this long.
     Limited {
-        /// Time until the window ends.
+        /// Time until a request would be admitted again.
         retry_after: Duration,
     },
 }
 
 impl RateLimit {
-    /// The start of the window containing `now`.
+    /// `limit` requests per `window`.
+    pub const fn new(limit: u32, window: Duration) -> Self {
+        Self { limit, window }
+    }
+
+    /// The start of the fixed window containing `now`.
     pub fn window_start(&self, now: Timestamp) -> Timestamp {
         let w = i64::try_from(self.window.as_millis()).unwrap_or(i64::MAX).max(1);
         Timestamp::from_millis(now.millis() - now.millis().rem_euclid(w))
     }
 
-    /// Counts one request given the stored window start and count.
+    /// Fixed window: counts one request given the stored window start and count.
     pub fn check(&self, stored_start: Timestamp, stored_count: u32, now: Timestamp) -> RateDecision {
         let start = self.window_start(now);
         let count = if stored_start == start { stored_count } else { 0 };
@@ -222,6 +242,49 @@ impl RateLimit {
                 count: count + 1,
             }
         }
+    }
+
+    /// The instant at or before which an admitted request no longer counts at
+    /// `now`: a request at `t` counts during `[t, t + window)`.
+    pub fn cutoff(&self, now: Timestamp) -> Timestamp {
+        now.minus(self.window)
+    }
+
+    /// Sliding window: decides one request at `now` given the times of the
+    /// most recently admitted requests, newest first (only the first `limit`
+    /// matter). The request is admitted if and only if fewer than `limit`
+    /// admitted requests lie in `(now - window, now]`, which is exactly "at
+    /// most `limit` in any interval of length `window`". Each store keeps the
+    /// last `limit` admission times and writes this decision with one
+    /// conditional update on the entry `limit - 1`.
+    pub fn admit(&self, recent: &[Timestamp], now: Timestamp) -> RateDecision {
+        let cutoff = self.cutoff(now);
+        let Some(last) = (self.limit as usize).checked_sub(1) else {
+            return RateDecision::Limited {
+                retry_after: self.window,
+            };
+        };
+        match recent.get(last) {
+            Some(&oldest) if oldest > cutoff => RateDecision::Limited {
+                retry_after: now.until(oldest.plus(self.window)),
+            },
+            _ => RateDecision::Allowed {
+                window_start: cutoff,
+                count: Self::counted(recent.iter().take(last), cutoff) + 1,
+            },
+        }
+    }
+
+    /// How many of `times` still count after `cutoff`.
+    pub fn counted<'a>(times: impl IntoIterator<Item = &'a Timestamp>, cutoff: Timestamp) -> u32 {
+        let n = times.into_iter().filter(|t| **t > cutoff).count();
+        u32::try_from(n).unwrap_or(u32::MAX)
+    }
+
+    /// When a sliding-window counter last written at `now` stops mattering:
+    /// every time it holds is then at or before the cutoff.
+    pub fn counter_expiry(&self, now: Timestamp) -> Timestamp {
+        now.plus(self.window)
     }
 }
 
@@ -336,6 +399,122 @@ mod tests {
             rl.check(t0, 2, t0.plus(Duration::from_secs(60))),
             RateDecision::Allowed { count: 1, .. }
         ));
+    }
+
+    fn sliding(limit: u32, secs: u64) -> RateLimit {
+        RateLimit::new(limit, Duration::from_secs(secs))
+    }
+
+    /// Runs `admit` as the stores do: keeps the last `limit` admission times,
+    /// newest first, and returns every admitted instant.
+    fn admitted(rl: RateLimit, arrivals: impl IntoIterator<Item = Timestamp>) -> Vec<Timestamp> {
+        let mut recent: Vec<Timestamp> = Vec::new();
+        let mut out = Vec::new();
+        for t in arrivals {
+            if let RateDecision::Allowed { .. } = rl.admit(&recent, t) {
+                recent.insert(0, t);
+                recent.truncate(rl.limit as usize);
+                out.push(t);
+            }
+        }
+        out
+    }
+
+    /// The most admitted instants in any half-open interval `[a, a + window)`.
+    fn worst_window(admitted: &[Timestamp], window: Duration) -> usize {
+        admitted
+            .iter()
+            .map(|a| admitted.iter().filter(|t| **t >= *a && **t < a.plus(window)).count())
+            .max()
+            .unwrap_or(0)
+    }
+
+    #[test]
+    fn sliding_window_has_no_double_burst_at_a_window_boundary() {
+        let rl = sliding(10, 60);
+        let boundary = Timestamp::from_secs(120);
+        // A fixed window would admit 10 just before the boundary and 10 more just after.
+        let just_before = (0..10).map(|i| boundary.minus(Duration::from_millis(10 - i)));
+        let just_after = (0..10).map(|i| boundary.plus(Duration::from_millis(i)));
+        let got = admitted(rl, just_before.chain(just_after));
+        assert_eq!(got.len(), 10, "{got:?}");
+        assert!(got.iter().all(|t| *t < boundary));
+        assert!(
+            matches!(
+                rl.check(boundary.minus(Duration::from_secs(60)), 10, boundary),
+                RateDecision::Allowed { .. }
+            ),
+            "the fixed window (messages only) does reset at the boundary"
+        );
+    }
+
+    #[test]
+    fn sliding_window_admits_at_most_limit_in_any_window_length_interval() {
+        // Adversarial and dense arrival patterns, millisecond resolution.
+        let rl = sliding(5, 10);
+        let w = rl.window;
+        let start = Timestamp::from_secs(1_000);
+        let patterns: Vec<Vec<Timestamp>> = vec![
+            // Every 100 ms for a minute.
+            (0..600).map(|i| start.plus(Duration::from_millis(i * 100))).collect(),
+            // Bursts at the end of each 10 s window, then at the start of the next.
+            (0..6)
+                .flat_map(|k| {
+                    let b = start.plus(w * k);
+                    (0..8)
+                        .map(move |i| b.minus(Duration::from_millis(8 - i)))
+                        .chain((0..8).map(move |i| b.plus(Duration::from_millis(i))))
+                })
+                .collect(),
+            // A pseudo-random walk (xorshift), deterministic.
+            {
+                let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+                let mut t = start;
+                (0..2_000)
+                    .map(|_| {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        t = t.plus(Duration::from_millis(x % 1_500));
+                        t
+                    })
+                    .collect()
+            },
+        ];
+        for arrivals in patterns {
+            let got = admitted(rl, arrivals.iter().copied());
+            assert!(worst_window(&got, w) <= 5, "more than 5 in some 10 s interval");
+            // Not stricter than it must be: every refusal had 5 admissions in the last 10 s.
+            for t in &arrivals {
+                if !got.contains(t) {
+                    let before = got.iter().filter(|a| **a <= *t && **a > t.minus(w)).count();
+                    assert_eq!(before, 5, "refused at {t:?} with only {before} in the window");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn sliding_window_refusal_says_when_the_oldest_request_leaves_the_window() {
+        let rl = sliding(2, 60);
+        let t0 = Timestamp::from_secs(1_000);
+        let recent = [t0.plus(Duration::from_secs(10)), t0];
+        assert_eq!(
+            rl.admit(&recent, t0.plus(Duration::from_secs(15))),
+            RateDecision::Limited {
+                retry_after: Duration::from_secs(45)
+            }
+        );
+        // At exactly t0 + 60 s the request at t0 no longer counts.
+        assert_eq!(
+            rl.admit(&recent, t0.plus(Duration::from_secs(60))),
+            RateDecision::Allowed {
+                window_start: t0,
+                count: 2
+            }
+        );
+        assert!(matches!(rl.admit(&[], t0), RateDecision::Allowed { count: 1, .. }));
+        assert!(matches!(sliding(0, 60).admit(&[], t0), RateDecision::Limited { .. }));
     }
 
     #[test]

@@ -13,30 +13,45 @@ use std::sync::{Arc, Mutex, PoisonError};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
 
-/// Crates whose debug and trace output can include request or response payloads
-/// (DynamoDB items, WebSocket frames: personal data). They log at `warn` at most,
-/// whatever level eurochat itself logs at.
-const PAYLOAD_LOGGING_CRATES: [&str; 12] = [
-    "aws_smithy_runtime",
-    "aws_smithy_runtime_api",
-    "aws_smithy_http",
-    "aws_smithy_http_client",
-    "aws_smithy_types",
-    "aws_sdk_dynamodb",
-    "aws_sdk_apigatewaymanagement",
-    "aws_config",
-    "aws_sigv4",
+/// Dependencies whose output can include request or response payloads or
+/// header values: the Lambda runtime (at TRACE it logs every raw event, with
+/// names, emails, tokens, IPs and message text), the AWS SDK (DynamoDB items),
+/// HTTP and WebSocket stacks (frames, headers, request lines). They log at
+/// `warn` at most, whatever level eurochat itself logs at.
+///
+/// Each entry is a target *prefix* (a directive applies to every target that
+/// starts with it), so `aws_` covers `aws_smithy_runtime`, `aws_sdk_dynamodb`,
+/// `aws_config`, `aws_sigv4`, `aws_runtime`, and `lambda_runtime` covers
+/// `lambda_runtime_api_client`. None of eurochat's own targets (`chat_core`,
+/// the function crates, `local_gateway`, `eurochat::security`) starts with one.
+const PAYLOAD_LOGGING_CRATES: [&str; 11] = [
+    "aws_",
+    "lambda_runtime",
     "hyper",
-    "hyper_util",
     "h2",
+    "http",
+    "tower",
+    "axum",
+    "tungstenite",
+    "tokio_tungstenite",
+    "rustls",
+    "reqwest",
 ];
+
+/// Targets silenced entirely: the Lambda runtime layer that receives the raw
+/// event logs it at TRACE, and at ERROR, when the event does not deserialize,
+/// serde's message, which quotes the offending value. The invocation error still
+/// reaches the Runtime API (and so Lambda's metrics and the caller).
+const SILENCED_TARGETS: [&str; 1] = ["lambda_runtime::layers::api_response"];
 
 /// A filter at `level` for eurochat, with the payload-logging dependencies capped at `warn`.
 pub fn filter_at(level: &str) -> EnvFilter {
     let base = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));
-    PAYLOAD_LOGGING_CRATES
-        .iter()
-        .filter_map(|c| format!("{c}=warn").parse().ok())
+    let capped = PAYLOAD_LOGGING_CRATES.iter().map(|c| format!("{c}=warn"));
+    let silenced = SILENCED_TARGETS.iter().map(|t| format!("{t}=off"));
+    capped
+        .chain(silenced)
+        .filter_map(|d| d.parse().ok())
         .fold(base, EnvFilter::add_directive)
 }
 
@@ -153,6 +168,40 @@ mod tests {
             text.contains("a warning passes") && text.contains("our own trace passes"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn the_lambda_runtime_and_http_stacks_are_capped_even_when_asked_for_trace() {
+        for level in ["trace", "trace,lambda_runtime=trace,tungstenite=trace,axum=trace"] {
+            let logs = CapturedLogs::new();
+            tracing::subscriber::with_default(json_subscriber_with(logs.clone(), filter_at(level)), || {
+                tracing::trace!(target: "lambda_runtime::layers::api_response", body = "raw event", "raw JSON event received from Lambda");
+                tracing::error!(target: "lambda_runtime::layers::api_response", "invalid type: string \"quoted value\"");
+                tracing::debug!(target: "lambda_runtime_api_client", "client detail");
+                tracing::trace!(target: "tungstenite::protocol", "Received message frame text");
+                tracing::trace!(target: "axum::rejection", "rejection body");
+                tracing::debug!(target: "aws_runtime::user_agent", "sdk detail");
+                tracing::trace!(target: "tower::buffer", "tower detail");
+                tracing::warn!(target: "lambda_runtime::runtime", "runtime warning passes");
+                tracing::trace!(target: "chat_core::storage", "own trace passes");
+            });
+            let text = logs.text();
+            for hidden in [
+                "raw event",
+                "quoted value",
+                "client detail",
+                "frame text",
+                "rejection body",
+                "sdk detail",
+                "tower detail",
+            ] {
+                assert!(!text.contains(hidden), "{level}: {hidden} leaked: {text}");
+            }
+            assert!(
+                text.contains("runtime warning passes") && text.contains("own trace passes"),
+                "{level}: {text}"
+            );
+        }
     }
 
     #[test]

@@ -94,9 +94,14 @@ async fn frame_from<B: Backend>(c: &Chat<B>, conn: &str, frame: Value, ip: &str)
 /// An agent connection from `ip`; returns the status.
 async fn connect_from_ip<B: Backend>(c: &Chat<B>, conn: &str, token: &str, ip: &str) -> i64 {
     let protocols = subprotocols(token);
-    c.connect_event(conn, &[], &[("Origin", ORIGIN), ("Sec-WebSocket-Protocol", &protocols)], ip)
-        .await
-        .status_code
+    c.connect_event(
+        conn,
+        &[],
+        &[("Origin", ORIGIN), ("Sec-WebSocket-Protocol", &protocols)],
+        ip,
+    )
+    .await
+    .status_code
 }
 
 /// `POST /v1/gdpr/export` or `/erase` (`erase`) from `ip`, with extra headers.
@@ -450,9 +455,7 @@ pub async fn refusals_are_security_events_without_ip_or_token<B: Backend>(c: &Ch
     // Visitors' refused handshakes too: a guessed token, none at all.
     let guessed = format!("vt1.{}.{}", chat_core::domain::SessionId::generate(), "A".repeat(43));
     assert_eq!(connect_from_ip(c, "V1=", &guessed, OUTSIDE).await, 401);
-    let bare = c
-        .connect_event("V2=", &[], &[("Origin", ORIGIN)], OUTSIDE)
-        .await;
+    let bare = c.connect_event("V2=", &[], &[("Origin", ORIGIN)], OUTSIDE).await;
     assert_eq!(bare.status_code, 401);
 
     let text = logs.text();
@@ -477,10 +480,12 @@ pub async fn refusals_are_security_events_without_ip_or_token<B: Backend>(c: &Ch
         assert!(seen.contains(&expected), "{expected:?} in {seen:?}");
     }
     let tag = c.config().pseudonymizer.ip_tag(OUTSIDE.parse().unwrap());
-    for e in events
-        .iter()
-        .filter(|e| !matches!(e["reason"].as_str(), Some("token_invalid" | "unauthorized" | "no_token")))
-    {
+    for e in events.iter().filter(|e| {
+        !matches!(
+            e["reason"].as_str(),
+            Some("token_invalid" | "unauthorized" | "no_token")
+        )
+    }) {
         assert_eq!(
             (e["site"].as_str(), e["agent"].as_str()),
             (Some(SITE), Some("alice")),
@@ -489,9 +494,19 @@ pub async fn refusals_are_security_events_without_ip_or_token<B: Backend>(c: &Ch
         assert_eq!(e["ip_tag"].as_str(), Some(tag.as_str()), "{e}");
     }
     for e in events.iter().filter(|e| e["route"] == "connect") {
-        assert_eq!(e["ip_tag"].as_str(), Some(tag.as_str()), "every refused handshake is traceable: {e}");
+        assert_eq!(
+            e["ip_tag"].as_str(),
+            Some(tag.as_str()),
+            "every refused handshake is traceable: {e}"
+        );
     }
-    for secret in [OUTSIDE, short.as_str(), token.as_str(), fresh.as_str(), guessed.as_str()] {
+    for secret in [
+        OUTSIDE,
+        short.as_str(),
+        token.as_str(),
+        fresh.as_str(),
+        guessed.as_str(),
+    ] {
         assert!(!text.contains(secret), "the log holds no address or token");
     }
 }

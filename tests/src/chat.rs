@@ -193,6 +193,15 @@ impl<B: Backend> Chat<B> {
         self.post_session_event(e).await
     }
 
+    /// `POST /v1/sessions` from acme's origin and source address `ip`.
+    pub async fn post_session_from(&self, body: &Value, ip: &str) -> HttpReply {
+        let mut e = fixture("http");
+        e["body"] = Value::String(body.to_string());
+        e["headers"]["origin"] = json!(ORIGIN);
+        e["requestContext"]["http"]["sourceIp"] = json!(ip);
+        self.post_session_event(e).await
+    }
+
     /// An HTTP API event with a JSON body and a bearer token.
     fn http_event(bearer: Option<&str>, body: &Value) -> ApiGatewayV2httpRequest {
         let mut e = fixture("http");

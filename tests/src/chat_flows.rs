@@ -33,6 +33,8 @@ macro_rules! chat_suite {
             typing_and_read_markers_reach_the_conversation,
             message_size_and_rate_limits_answer_with_stable_codes,
             per_ip_connection_rate_is_limited,
+            ipv6_connects_are_limited_per_64,
+            session_creation_is_limited_per_ip,
             bad_frames_get_error_frames_and_change_nothing,
             bad_connects_are_rejected_and_store_nothing,
             bad_session_requests_are_refused_and_store_nothing,
@@ -606,18 +608,103 @@ pub async fn message_size_and_rate_limits_answer_with_stable_codes<B: Backend>(c
     assert_eq!(say(c, "V1=", "c31", "later").await["type"], "ack");
 }
 
-/// GIVEN 20 connection attempts from one IP in a minute WHEN a 21st comes THEN 429.
+/// GIVEN 20 connection attempts from one IP in a minute WHEN a 21st comes THEN 429 with
+/// `Retry-After`, nothing stored but the counter; the window slides (still refused half
+/// a minute later), another IP is counted apart, and a minute after the burst it passes.
 pub async fn per_ip_connection_rate_is_limited<B: Backend>(c: &Chat<B>) {
     let v = c.visitor().await;
     for i in 0..20 {
         assert_eq!(c.connect(&format!("C{i}="), &v.token).await, 200);
     }
+    let before = c.stored().await;
     let offered = subprotocols(&v.token);
     let headers = [("Origin", ORIGIN), ("Sec-WebSocket-Protocol", offered.as_str())];
     let r = c.connect_event("C20=", &[], &headers, "203.0.113.77").await;
     assert_eq!(r.status_code, 429);
+    assert_eq!(r.headers.get("retry-after").and_then(|h| h.to_str().ok()), Some("60"));
+    let body: Value = match &r.body {
+        Some(aws_lambda_events::encodings::Body::Text(t)) => serde_json::from_str(t).expect("JSON"),
+        _ => Value::Null,
+    };
+    assert_eq!(body["error"]["code"], "rate_limited");
+    assert_eq!(c.stored().await, before, "a refused connect stores nothing");
     let other_ip = c.connect_event("C21=", &[], &headers, "198.51.100.1").await;
     assert_eq!(other_ip.status_code, 200);
+    c.advance(Duration::from_secs(30));
+    let r = c.connect_event("C22=", &[], &headers, "203.0.113.77").await;
+    assert_eq!(r.status_code, 429, "no fresh window at a minute boundary");
+    assert_eq!(r.headers.get("retry-after").and_then(|h| h.to_str().ok()), Some("30"));
+    c.advance(Duration::from_secs(30));
+    assert_eq!(c.connect("C23=", &v.token).await, 200);
+}
+
+/// GIVEN 20 connects from addresses spread over one IPv6 /64 WHEN another address of that
+/// /64 connects THEN 429 (one host owns the /64), while the neighbouring /64 is counted apart.
+pub async fn ipv6_connects_are_limited_per_64<B: Backend>(c: &Chat<B>) {
+    let v = c.visitor().await;
+    let connect = |conn: String, ip: String| {
+        let token = v.token.clone();
+        async move {
+            let offered = subprotocols(&token);
+            let headers = [("Origin", ORIGIN), ("Sec-WebSocket-Protocol", offered.as_str())];
+            c.connect_event(&conn, &[], &headers, &ip).await.status_code
+        }
+    };
+    for i in 0..20 {
+        assert_eq!(connect(format!("S{i}="), format!("2001:db8:1:2::{i:x}")).await, 200);
+    }
+    assert_eq!(connect("S20=".into(), "2001:db8:1:2:ffff::1".into()).await, 429);
+    assert_eq!(connect("S21=".into(), "2001:db8:1:3::1".into()).await, 200);
+}
+
+/// GIVEN 10 sessions created from one IP WHEN an 11th is asked for THEN 429 with
+/// `Retry-After` and no session stored; bad input and resumes do not count, another IP
+/// and (a minute later) the same IP may create again.
+pub async fn session_creation_is_limited_per_ip<B: Backend>(c: &Chat<B>) {
+    let ip = "192.0.2.10";
+    let ok = json!({ "siteId": SITE });
+    // Refused requests store nothing, not even a counter.
+    let before = c.backend.counts().await;
+    assert_eq!(
+        c.post_session_from(&json!({ "siteId": "no such site!" }), ip)
+            .await
+            .status,
+        400
+    );
+    assert_eq!(
+        c.post_session_from(&json!({ "siteId": "nosuchsite" }), ip).await.status,
+        403
+    );
+    assert_eq!(c.backend.counts().await, before);
+    let mut first = None;
+    for i in 0..10 {
+        let r = c.post_session_from(&ok, ip).await;
+        assert_eq!(r.status, 201, "session {i}: {:?}", r.body);
+        first.get_or_insert(r.body["token"].as_str().unwrap_or_default().to_owned());
+        c.advance(Duration::from_secs(1));
+    }
+    let sessions = c.stored().await.get("session").copied();
+    let r = c.post_session_from(&ok, ip).await;
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_str()),
+        (429, Some("rate_limited"))
+    );
+    assert_eq!(
+        r.retry_after.as_deref(),
+        Some("50"),
+        "the first creation leaves the window at 60 s"
+    );
+    assert_eq!(c.stored().await.get("session").copied(), sessions, "nothing stored");
+    // Resuming creates nothing and is not limited.
+    let token = first.unwrap_or_default();
+    let resumed = c
+        .post_session_from(&json!({ "siteId": SITE, "token": token }), ip)
+        .await;
+    assert_eq!(resumed.status, 200, "{:?}", resumed.body);
+    assert_eq!(c.post_session_from(&ok, "192.0.2.11").await.status, 201);
+    c.advance(Duration::from_secs(50));
+    assert_eq!(c.post_session_from(&ok, ip).await.status, 201);
+    assert_eq!(c.post_session_from(&ok, ip).await.status, 429);
 }
 
 /// GIVEN a connected visitor WHEN frames are malformed in every way THEN each gets an error

@@ -37,7 +37,10 @@ macro_rules! contract_suite {
             orphans_left_by_ttl_are_found_and_deleted,
             checkpoints_round_trip,
             audit_is_append_only_and_newest_first,
-            ip_rate_limit_counts_per_window,
+            rate_limit_is_a_sliding_window,
+            rate_limit_has_no_double_burst_at_a_window_boundary,
+            concurrent_rate_hits_admit_exactly_the_limit,
+            rate_counter_expires_and_holds_only_the_keyed_hash,
             foreign_cursors_are_refused,
             prechat_is_recorded_and_found_by_email,
             read_markers_only_move_forward,
@@ -829,35 +832,143 @@ pub async fn audit_is_append_only_and_newest_first<B: Backend>(b: &B) {
     );
 }
 
-/// GIVEN a per-IP limit of 2 per minute WHEN 3 connects come in one minute THEN the third is
-/// limited until the window ends, and the next window starts fresh.
-pub async fn ip_rate_limit_counts_per_window<B: Backend>(b: &B) {
-    let limit = RateLimit {
-        limit: 2,
-        window: Duration::from_secs(60),
-    };
-    let t = T0.plus(Duration::from_secs(10));
+/// GIVEN a limit of 2 per minute WHEN 3 requests come within a minute THEN the third
+/// is refused until the first leaves the sliding window (not until a fixed window
+/// ends), other keys are counted apart, and time frees the counter again.
+pub async fn rate_limit_is_a_sliding_window<B: Backend>(b: &B) {
+    let limit = RateLimit::new(2, Duration::from_secs(60));
     let st = b.store();
+    let t = |s: u64| T0.plus(Duration::from_secs(s));
     assert!(matches!(
-        st.hit("iphash", limit, t).await.unwrap(),
+        st.hit("iphash", limit, t(10)).await.unwrap(),
         RateDecision::Allowed { count: 1, .. }
     ));
     assert!(matches!(
-        st.hit("iphash", limit, t).await.unwrap(),
+        st.hit("iphash", limit, t(40)).await.unwrap(),
         RateDecision::Allowed { count: 2, .. }
     ));
     assert_eq!(
-        st.hit("iphash", limit, t).await.unwrap(),
+        st.hit("iphash", limit, t(45)).await.unwrap(),
         RateDecision::Limited {
-            retry_after: Duration::from_secs(50)
-        }
+            retry_after: Duration::from_secs(25)
+        },
+        "free again when the request at 10 s leaves the window, at 70 s"
     );
     assert!(matches!(
-        st.hit("other", limit, t).await.unwrap(),
+        st.hit("other", limit, t(45)).await.unwrap(),
         RateDecision::Allowed { count: 1, .. }
     ));
+    // At 60 s a fixed window would start afresh; the sliding window still holds two.
     assert!(matches!(
-        st.hit("iphash", limit, T0.plus(Duration::from_secs(60))).await.unwrap(),
+        st.hit("iphash", limit, t(60)).await.unwrap(),
+        RateDecision::Limited { .. }
+    ));
+    assert!(matches!(
+        st.hit("iphash", limit, t(70)).await.unwrap(),
+        RateDecision::Allowed { count: 2, .. }
+    ));
+    assert!(matches!(
+        st.hit("iphash", limit, t(71)).await.unwrap(),
+        RateDecision::Limited { .. }
+    ));
+    assert!(matches!(
+        st.hit("iphash", limit, t(1_000)).await.unwrap(),
+        RateDecision::Allowed { count: 1, .. }
+    ));
+}
+
+/// GIVEN a limit of 5 per 10 s WHEN requests come every 250 ms for a minute, densest
+/// around fixed-window boundaries THEN no interval of 10 s ever holds more than 5
+/// admitted ones, and every refusal had 5 in the window before it.
+pub async fn rate_limit_has_no_double_burst_at_a_window_boundary<B: Backend>(b: &B) {
+    let limit = RateLimit::new(5, Duration::from_secs(10));
+    let st = b.store();
+    let mut arrivals: Vec<Timestamp> = Vec::new();
+    for k in 1..=5u64 {
+        let boundary = T0.plus(Duration::from_secs(10 * k));
+        arrivals.extend((1..=6).rev().map(|i| boundary.minus(Duration::from_millis(i * 50))));
+        arrivals.extend((0..6).map(|i| boundary.plus(Duration::from_millis(i * 50))));
+        arrivals.extend((1..8).map(|i| boundary.plus(Duration::from_millis(1_000 * i))));
+    }
+    arrivals.sort();
+    let mut admitted = Vec::new();
+    for t in &arrivals {
+        match st.hit("burst", limit, *t).await.unwrap() {
+            RateDecision::Allowed { .. } => admitted.push(*t),
+            RateDecision::Limited { retry_after } => {
+                let in_window = admitted.iter().filter(|a| **a > t.minus(limit.window)).count();
+                assert_eq!(in_window, 5, "refused with only {in_window} in the window");
+                let oldest = admitted[admitted.len() - 5];
+                assert_eq!(retry_after, t.until(oldest.plus(limit.window)));
+            }
+        }
+    }
+    for a in &admitted {
+        let n = admitted
+            .iter()
+            .filter(|t| **t >= *a && **t < a.plus(limit.window))
+            .count();
+        assert!(n <= 5, "{n} admitted within 10 s from {a:?} on {}", b.name());
+    }
+    assert!(
+        admitted.len() >= 25,
+        "the limit still admits its rate: {}",
+        admitted.len()
+    );
+}
+
+/// GIVEN a limit of 7 WHEN 40 requests for one key arrive at once, in parallel THEN
+/// exactly 7 are admitted (conditional writes, no lost update), and the refused
+/// ones wait until the window has passed.
+pub async fn concurrent_rate_hits_admit_exactly_the_limit<B: Backend>(b: &B) {
+    let limit = RateLimit::new(7, Duration::from_secs(60));
+    let st = b.store();
+    let now = T0.plus(Duration::from_secs(5));
+    let decisions = futures::future::join_all((0..40).map(|_| st.hit("parallel", limit, now))).await;
+    let mut counts = Vec::new();
+    let mut refused = 0;
+    for d in decisions {
+        match d.expect("hit") {
+            RateDecision::Allowed { count, .. } => counts.push(count),
+            RateDecision::Limited { retry_after } => {
+                assert_eq!(retry_after, limit.window);
+                refused += 1;
+            }
+        }
+    }
+    counts.sort_unstable();
+    assert_eq!(
+        counts,
+        (1..=7).collect::<Vec<_>>(),
+        "each admitted hit saw its own count"
+    );
+    assert_eq!(refused, 33);
+}
+
+/// GIVEN admitted and refused hits WHEN the store is inspected THEN one counter item
+/// exists per key, it expires a window after the last admission, and a key that was
+/// only refused (limit 0) leaves nothing behind.
+pub async fn rate_counter_expires_and_holds_only_the_keyed_hash<B: Backend>(b: &B) {
+    let limit = RateLimit::new(3, Duration::from_secs(60));
+    let st = b.store();
+    let before = b.counts().await.get("rate").copied().unwrap_or(0);
+    for s in [0, 1, 2, 3, 4] {
+        st.hit("k1", limit, T0.plus(Duration::from_secs(s))).await.unwrap();
+    }
+    assert!(matches!(
+        st.hit("k0", RateLimit::new(0, Duration::from_secs(60)), T0)
+            .await
+            .unwrap(),
+        RateDecision::Limited { .. }
+    ));
+    assert_eq!(b.counts().await.get("rate").copied().unwrap_or(0), before + 1);
+    // The last admission was at 2 s: swept at 62 s, and the key starts afresh.
+    b.ttl_sweep(T0.plus(Duration::from_secs(61))).await;
+    assert_eq!(b.counts().await.get("rate").copied().unwrap_or(0), before + 1);
+    b.ttl_sweep(T0.plus(Duration::from_secs(62))).await;
+    assert_eq!(b.counts().await.get("rate").copied().unwrap_or(0), before);
+    assert!(matches!(
+        st.hit("k1", limit, T0.plus(Duration::from_secs(62))).await.unwrap(),
         RateDecision::Allowed { count: 1, .. }
     ));
 }

@@ -24,6 +24,7 @@ macro_rules! gdpr_suite {
             erasure_removes_everything_and_closes_connections,
             erasing_twice_reports_zero,
             visitors_export_and_erase_themselves,
+            exports_are_limited_per_token_holder,
             unauthorized_and_cross_site_requests_reveal_nothing,
             agents_delete_one_conversation_over_http,
             retention_dry_run_changes_nothing_then_real_run_does,
@@ -329,6 +330,51 @@ pub async fn visitors_export_and_erase_themselves<B: Backend>(c: &Chat<B>) {
     assert_eq!(erased.body["erased"]["message"], 2);
     let again = c.export(Some(&v.token), &json!({}), PAGE).await;
     assert_eq!(again.status, 401, "the token went with the session");
+}
+
+/// GIVEN the default of 20 export requests per hour WHEN a visitor asks a 21st time THEN
+/// 429 with `Retry-After` and nothing stored (no audit record); other holders (another
+/// visitor, an admin) have their own budget, bad requests do not count, and the budget
+/// comes back as the hour slides.
+pub async fn exports_are_limited_per_token_holder<B: Backend>(c: &Chat<B>) {
+    let v = chatty_visitor(c, "V1=", "limited@example.org", 1).await;
+    let other = c.visitor().await;
+    let before = c.backend.counts().await;
+    let bad = c.export(Some(&v.token), &json!({"visitorId": 5}), PAGE).await;
+    assert_eq!(bad.status, 400);
+    assert_eq!(
+        c.backend.counts().await,
+        before,
+        "bad input stores nothing, not even a counter"
+    );
+    for i in 0..20 {
+        let r = c.export(Some(&v.token), &json!({}), PAGE).await;
+        assert_eq!(r.status, 200, "export {i}: {:?}", r.body);
+        c.advance(Duration::from_secs(60));
+    }
+    let audits = c.stored().await.get("audit").copied();
+    let r = c.export(Some(&v.token), &json!({}), PAGE).await;
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_str()),
+        (429, Some("rate_limited"))
+    );
+    assert_eq!(
+        r.retry_after.as_deref(),
+        Some("2400"),
+        "the first request leaves the hour in 40 min"
+    );
+    assert_eq!(
+        c.stored().await.get("audit").copied(),
+        audits,
+        "a refused export is not audited"
+    );
+    assert_eq!(c.export(Some(&other.token), &json!({}), PAGE).await.status, 200);
+    let alice = admin(c);
+    let subject = json!({"visitorId": v.visitor_id});
+    assert_eq!(c.export(Some(&alice), &subject, PAGE).await.status, 200);
+    c.advance(Duration::from_secs(2400));
+    assert_eq!(c.export(Some(&v.token), &json!({}), PAGE).await.status, 200);
+    assert_eq!(c.export(Some(&v.token), &json!({}), PAGE).await.status, 429);
 }
 
 /// GIVEN data on acme WHEN asked without a token, with garbage, by a visitor for someone

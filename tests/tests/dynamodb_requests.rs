@@ -70,18 +70,16 @@ async fn request_path_operations_cost_a_fixed_number_of_requests_and_never_scan(
     check("resume a session", &["GetItem", "PutItem"]);
     store.join_conversation(&a.id, &s.id, at_min(2)).await.unwrap();
     check("agent joins", &["GetItem", "GetItem", "TransactWriteItems"]);
-    store
-        .hit(
-            "ip",
-            RateLimit {
-                limit: 5,
-                window: std::time::Duration::from_secs(60),
-            },
-            at_min(2),
-        )
-        .await
-        .unwrap();
-    check("per-IP connect counter", &["UpdateItem"]);
+    let sliding = RateLimit::new(2, std::time::Duration::from_secs(60));
+    for _ in 0..2 {
+        store.hit("ip", sliding, at_min(2)).await.unwrap();
+        check("sliding-window counter, admitted", &["UpdateItem"]);
+    }
+    assert!(matches!(
+        store.hit("ip", sliding, at_min(2)).await.unwrap(),
+        chat_core::policy::RateDecision::Limited { .. }
+    ));
+    check("sliding-window counter, refused", &["UpdateItem"]);
     store.delete_connection(&v.id).await.unwrap();
     check("$disconnect", &["GetItem", "TransactWriteItems"]);
     store.sessions_of_visitor(&site.id, &s.visitor_id).await.unwrap();
@@ -136,6 +134,8 @@ async fn a_sent_message_costs_three_requests_before_fan_out() {
     assert_eq!(chat.connect_from("A1=", &agent, ORIGIN).await, 200);
     // Noise: other conversations with connections and messages.
     for i in 0..15 {
+        // One IP creates at most 10 sessions a minute (EUROCHAT_SESSIONS_PER_MINUTE).
+        chat.advance(std::time::Duration::from_secs(7));
         let other = chat.visitor().await;
         chat.connect(&format!("N{i}="), &other.token).await;
         chat.send(
@@ -198,5 +198,41 @@ async fn agent_frames_cost_one_batch_get_more_and_visitor_frames_nothing_more() 
         log.take(),
         ["GetItem", "GetItem", "Query"],
         "visitor frame: connection, session, messages; no agent check"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_rate_limited_request_costs_one_update_item() {
+    use eurochat_tests::backends::Dynamo;
+    use eurochat_tests::chat::Chat;
+    use serde_json::json;
+
+    let (store, log) = counted_store().await;
+    let chat = Chat::new(Dynamo(store)).await;
+    log.take();
+    let v = chat.visitor().await;
+    assert_eq!(
+        log.take(),
+        ["GetItem", "UpdateItem", "PutItem"],
+        "a new session: the site, the per-IP counter, the session"
+    );
+    for _ in 1..10 {
+        chat.visitor().await;
+    }
+    log.take();
+    let refused = chat.post_session(&json!({"siteId": "acme"}), &[], &[]).await;
+    assert_eq!(refused.status, 429);
+    assert_eq!(
+        log.take(),
+        ["GetItem", "UpdateItem"],
+        "a refused creation writes nothing"
+    );
+    let exported = chat.export(Some(&v.token), &json!({}), 4 * 1024 * 1024).await;
+    assert_eq!(exported.status, 200);
+    let ops = log.take();
+    assert_eq!(
+        ops.iter().filter(|op| *op == "UpdateItem").count(),
+        1,
+        "one counter update per export request: {ops:?}"
     );
 }

@@ -278,6 +278,31 @@ async fn handler_flow<B: Backend>(backend: B) -> (eurochat_tests::chat::Chat<B>,
     chat.export(Some(&token), &json!({}), 4 * 1024 * 1024).await;
     chat.export(Some(&token), &json!({"visitorId": visitor_id}), 4 * 1024 * 1024)
         .await;
+    // Every rate limit refuses at least once: exports per token holder, connects and
+    // session creation per IP. Each refusal is a security event with a keyed IP tag.
+    for _ in 0..21 {
+        chat.export(Some(&token), &json!({}), 4 * 1024 * 1024).await;
+    }
+    for i in 0..31 {
+        chat.send(
+            "V1=",
+            json!({"action": "sendMessage", "clientMsgId": format!("f{i}"), "text": TEXT}),
+        )
+        .await;
+    }
+    for i in 0..21 {
+        let garbage = subprotocols("garbage");
+        chat.connect_event(
+            &format!("R{i}="),
+            &[],
+            &[("Origin", ORIGIN), ("Sec-WebSocket-Protocol", &garbage)],
+            IP,
+        )
+        .await;
+    }
+    for _ in 0..11 {
+        chat.post_session_from(&json!({"siteId": "acme"}), IP).await;
+    }
     chat.retention(json!({"dryRun": true})).await;
     chat.erase(Some(&agent), &json!({"sessionId": session_id})).await;
     chat.retention(json!({})).await;
@@ -307,6 +332,11 @@ fn assert_handler_logs_clean(logs: &CapturedLogs, secrets: &Secrets) {
         "connection refused",
         "session response",
         "message delivered",
+        "\"reason\":\"rate_limited\",\"route\":\"gdpr_export\"",
+        "\"reason\":\"rate_limited\",\"route\":\"connect\"",
+        "\"reason\":\"rate_limited\",\"route\":\"create_session\"",
+        "\"reason\":\"rate_limited\",\"route\":\"frame\"",
+        "\"ip_tag\":\"",
     ] {
         assert!(text.contains(expected), "the capture saw {expected:?}:\n{text}");
     }

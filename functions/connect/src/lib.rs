@@ -17,12 +17,13 @@ use std::net::IpAddr;
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use chat_core::api::agent_auth::authenticate_agent;
 use chat_core::api::ws::{self, SUBPROTOCOL, WsRequest};
-use chat_core::auth::{AuthError, PresentedVisitorToken};
+use chat_core::auth::{AuthError, PresentedVisitorToken, RateScope};
 use chat_core::clock::{Clock, Timestamp};
 use chat_core::config::Config;
 use chat_core::domain::*;
 use chat_core::error::{ApiError, ErrorCode};
 use chat_core::policy::{self, RateDecision};
+use chat_core::security_log::SecurityEvent;
 use chat_core::storage::{ConnectionStore, RateLimitStore, SessionStore, SessionTouch, SiteStore, StoreError};
 
 /// What the handler needs.
@@ -87,11 +88,15 @@ where
     let ip = req
         .source_ip()
         .ok_or_else(|| ApiError::new(ErrorCode::InvalidRequest, "no source address"))?;
-    if let RateDecision::Limited { retry_after } = deps
-        .store
-        .hit(&deps.config.pseudonymizer.ip_key(ip), deps.config.connect_rate, now)
-        .await?
-    {
+    let rate_key = deps.config.pseudonymizer.ip_key(RateScope::Connect, ip);
+    if let RateDecision::Limited { retry_after } = deps.store.hit(&rate_key, deps.config.connect_rate, now).await? {
+        SecurityEvent {
+            reason: "rate_limited",
+            route: "connect",
+            ip_tag: Some(deps.config.pseudonymizer.ip_tag(ip)),
+            ..SecurityEvent::default()
+        }
+        .log();
         return Err(ApiError::rate_limited(retry_after));
     }
     // A token in the URL has already leaked into logs; refuse it so no client relies on it.

@@ -5,6 +5,10 @@
 //! `localStorage`; see `docs/protocol.md`). A visitor with a valid token gets
 //! the same session back and the token's lifetime renewed; an invalid one is
 //! 401 and changes nothing (the widget then drops it and asks afresh).
+//!
+//! Creating a session is limited per IP (IPv6: per /64) by a sliding window
+//! (`EUROCHAT_SESSIONS_PER_MINUTE`); over it the answer is 429 with
+//! `Retry-After` and nothing is stored. Resuming is not limited.
 
 use std::net::IpAddr;
 
@@ -12,12 +16,15 @@ use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse
 use chat_core::api::clip_user_agent;
 use chat_core::api::http::HttpRequest;
 use chat_core::api::json::{self, Object};
+use chat_core::auth::RateScope;
 use chat_core::auth::{PresentedVisitorToken, issue_visitor_token};
 use chat_core::clock::{Clock, Timestamp};
 use chat_core::config::Config;
 use chat_core::domain::*;
 use chat_core::error::{ApiError, ErrorCode, json_response};
-use chat_core::storage::{SessionStore, SessionTouch, SiteStore, StoreError};
+use chat_core::policy::RateDecision;
+use chat_core::security_log::SecurityEvent;
+use chat_core::storage::{RateLimitStore, SessionStore, SessionTouch, SiteStore, StoreError};
 use serde::Serialize;
 
 /// What the handler needs.
@@ -44,7 +51,7 @@ struct SessionResponse {
 }
 
 /// Handles one request. Never fails: every error is an HTTP response.
-pub async fn handle<S: SiteStore + SessionStore>(
+pub async fn handle<S: SiteStore + SessionStore + RateLimitStore>(
     event: ApiGatewayV2httpRequest,
     deps: &Deps<'_, S>,
 ) -> ApiGatewayV2httpResponse {
@@ -65,7 +72,7 @@ fn origin_refused() -> ApiError {
     ApiError::new(ErrorCode::OriginNotAllowed, "this origin may not use this site's chat")
 }
 
-async fn create_or_resume<S: SiteStore + SessionStore>(
+async fn create_or_resume<S: SiteStore + SessionStore + RateLimitStore>(
     req: &HttpRequest<'_>,
     deps: &Deps<'_, S>,
 ) -> Result<(u16, SessionResponse), ApiError> {
@@ -111,10 +118,28 @@ async fn create_or_resume<S: SiteStore + SessionStore>(
         return Ok((200, response(&session, token.to_owned(), true)));
     }
 
+    // Only a request that creates a session counts: a resume creates nothing,
+    // and a refused or malformed request has already been answered above, so
+    // bad input stores nothing, not even a counter.
+    let source_ip = req.source_ip();
+    if let Some(ip) = source_ip {
+        let rate_key = deps.config.pseudonymizer.ip_key(RateScope::CreateSession, ip);
+        if let RateDecision::Limited { retry_after } = deps.store.hit(&rate_key, deps.config.session_rate, now).await? {
+            SecurityEvent {
+                reason: "rate_limited",
+                route: "create_session",
+                site: Some(&site.id),
+                ip_tag: Some(deps.config.pseudonymizer.ip_tag(ip)),
+                ..SecurityEvent::default()
+            }
+            .log();
+            return Err(ApiError::rate_limited(retry_after));
+        }
+    }
+
     let id = SessionId::generate();
     let issued = issue_visitor_token(&id);
-    let ip = req
-        .source_ip()
+    let ip = source_ip
         .and_then(|ip: IpAddr| site.retention.ip_policy.apply(ip))
         .map(|address| StoredIp {
             address,

@@ -10,16 +10,24 @@
 //! pre-chat email says `unverifiedEmail`, and the document carries a note,
 //! because nobody verified that address: the agent console shows the first
 //! page's sessions with that warning before anything is downloaded or erased.
+//! Each token holder (a visitor's session, or a site's agent) may make
+//! `EUROCHAT_EXPORTS_PER_HOUR` requests in any hour, pages included; over it
+//! the answer is 429 with `Retry-After`.
 
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use chat_core::api::http::HttpRequest;
 use chat_core::api::json;
+use chat_core::auth::{RateScope, TokenHolder};
 use chat_core::clock::Clock;
 use chat_core::config::Config;
 use chat_core::domain::AuditAction;
 use chat_core::error::{ApiError, ErrorCode, json_response};
 use chat_core::gdpr;
-use chat_core::storage::{AuditStore, ConnectionStore, MessageStore, SessionStore, SiteStore, SubjectStore};
+use chat_core::policy::RateDecision;
+use chat_core::security_log::SecurityEvent;
+use chat_core::storage::{
+    AuditStore, ConnectionStore, MessageStore, RateLimitStore, SessionStore, SiteStore, SubjectStore,
+};
 
 /// What the handler needs.
 pub struct Deps<'a, S> {
@@ -36,7 +44,7 @@ pub struct Deps<'a, S> {
 /// Handles one request. Never fails: errors are HTTP responses.
 pub async fn handle<S>(event: ApiGatewayV2httpRequest, deps: &Deps<'_, S>) -> ApiGatewayV2httpResponse
 where
-    S: SiteStore + SessionStore + SubjectStore + MessageStore + ConnectionStore + AuditStore,
+    S: SiteStore + SessionStore + SubjectStore + MessageStore + ConnectionStore + AuditStore + RateLimitStore,
 {
     match export(&HttpRequest::new(&event), deps).await {
         Ok(doc) => json_response(200, &doc),
@@ -49,7 +57,7 @@ where
 
 async fn export<S>(req: &HttpRequest<'_>, deps: &Deps<'_, S>) -> Result<serde_json::Value, ApiError>
 where
-    S: SiteStore + SessionStore + SubjectStore + MessageStore + ConnectionStore + AuditStore,
+    S: SiteStore + SessionStore + SubjectStore + MessageStore + ConnectionStore + AuditStore + RateLimitStore,
 {
     let now = deps.clock.now();
     let requester = gdpr::authenticate(
@@ -65,6 +73,7 @@ where
     let subject_ref = gdpr::subject_ref(&body)?;
     gdpr::check_access(&requester, &subject_ref, json::opt_str(&body, "siteId")?)?;
     let cursor = json::opt_str(&body, "cursor")?;
+    limit(req, deps, &requester, now).await?;
     let site = deps
         .store
         .get_site(requester.site())
@@ -98,4 +107,32 @@ where
         "export page served"
     );
     Ok(doc)
+}
+
+/// Counts the request against the token holder's export limit. Every page
+/// counts (a cursor can be replayed); the holder is keyed through the
+/// pseudonymizer, never stored readable.
+async fn limit<S: RateLimitStore>(
+    req: &HttpRequest<'_>,
+    deps: &Deps<'_, S>,
+    requester: &gdpr::Requester,
+    now: chat_core::clock::Timestamp,
+) -> Result<(), ApiError> {
+    let (holder, agent) = match requester {
+        gdpr::Requester::Agent { site, agent, .. } => (TokenHolder::Agent(site, agent), Some(agent)),
+        gdpr::Requester::Subject { session, .. } => (TokenHolder::Session(&session.id), None),
+    };
+    let key = deps.config.pseudonymizer.holder_key(RateScope::Export, holder);
+    if let RateDecision::Limited { retry_after } = deps.store.hit(&key, deps.config.export_rate, now).await? {
+        SecurityEvent {
+            reason: "rate_limited",
+            route: "gdpr_export",
+            site: Some(requester.site()),
+            agent,
+            ip_tag: req.source_ip().map(|ip| deps.config.pseudonymizer.ip_tag(ip)),
+        }
+        .log();
+        return Err(ApiError::rate_limited(retry_after));
+    }
+    Ok(())
 }

@@ -144,7 +144,8 @@ struct Ctx<'a, 'd, S> {
     deps: &'a Deps<'d, S>,
     gateway: &'a dyn ConnectionGateway,
     conn_id: &'a ConnectionId,
-    /// This frame's source address, from API Gateway's request context.
+    /// This frame's source address, from API Gateway's request context: for the
+    /// agent allow-list and the keyed IP tag of security events, never logged itself.
     source_ip: Option<IpAddr>,
     now: Timestamp,
 }
@@ -315,6 +316,17 @@ impl<S: MessageRoutesStore> Ctx<'_, '_, S> {
             .await
             .map_err(|e| match e {
                 chat_core::storage::StoreError::NotFound => not_found(),
+                chat_core::storage::StoreError::RateLimited { retry_after } => {
+                    chat_core::security_log::SecurityEvent {
+                        reason: "rate_limited",
+                        route: "frame",
+                        site: Some(site),
+                        agent: None,
+                        ip_tag: self.source_ip.map(|ip| self.deps.config.pseudonymizer.ip_tag(ip)),
+                    }
+                    .log();
+                    ApiError::rate_limited(retry_after)
+                }
                 other => other.into(),
             })?;
         let m = &out.message;

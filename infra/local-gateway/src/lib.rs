@@ -220,8 +220,19 @@ fn is_loopback_url(u: &str) -> bool {
 /// as in Lambda. Secrets come from the environment when set (so tokens and
 /// pseudonyms survive restarts on a persistent store), else are random per run.
 fn config(options: &Options, own_endpoint: &str) -> Result<Config, ConfigError> {
-    let agent_secret = std::env::var(vars::AGENT_TOKEN_SECRET).unwrap_or_else(|_| random_secret());
-    let pseudonym_key = std::env::var(vars::PSEUDONYM_KEY).unwrap_or_else(|_| random_secret());
+    config_with_env(options, own_endpoint, |k| std::env::var(k).ok())
+}
+
+/// [`config`] with the process environment given as a lookup (tests pass their own).
+/// Every `EUROCHAT_*` variable the gateway does not set itself comes from `env`
+/// exactly as in Lambda, so limits left unset get Lambda's defaults.
+fn config_with_env(
+    options: &Options,
+    own_endpoint: &str,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
+    let agent_secret = env(vars::AGENT_TOKEN_SECRET).unwrap_or_else(random_secret);
+    let pseudonym_key = env(vars::PSEUDONYM_KEY).unwrap_or_else(random_secret);
     let local_dynamo = options.dynamodb_endpoint.as_deref().filter(|u| is_loopback_url(u));
     Config::from_lookup(|k| match k {
         vars::REGION => Some(options.region.clone()),
@@ -232,9 +243,10 @@ fn config(options: &Options, own_endpoint: &str) -> Result<Config, ConfigError> 
         vars::AGENT_TOKEN_SECRET => Some(agent_secret.clone()),
         vars::AGENT_TOKEN_SECRET_PREVIOUS | vars::WS_MANAGEMENT_ENDPOINT => None,
         vars::PSEUDONYM_KEY => Some(pseudonym_key.clone()),
-        // Every tab, reload and test run connects from 127.0.0.1.
-        vars::CONNECTS_PER_MINUTE => Some(std::env::var(k).unwrap_or_else(|_| "600".into())),
-        other => std::env::var(other).ok(),
+        // No override of the limits: the gateway must refuse what Lambda refuses.
+        // (It once raised the connect limit to 600 because every tab connects from
+        // 127.0.0.1; set EUROCHAT_CONNECTS_PER_MINUTE to raise it for a long local session.)
+        other => env(other),
     })
 }
 
@@ -412,5 +424,52 @@ async fn retention_timer<S: Store>(app: Arc<App<S>>, every: Duration, mut stoppe
             ),
             Err(e) => tracing::warn!(error = %e, "retention run failed"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The configuration a Lambda function gets with only the required variables set.
+    fn lambda_defaults() -> Config {
+        Config::from_lookup(|k| match k {
+            vars::REGION => Some("eu-central-1".into()),
+            vars::TABLE_NAME => Some("eurochat".into()),
+            vars::AGENT_TOKEN_SECRET | vars::PSEUDONYM_KEY => Some("k".repeat(32)),
+            _ => None,
+        })
+        .expect("Lambda configuration")
+    }
+
+    #[test]
+    fn the_gateway_applies_lambdas_default_limits() {
+        let got = config_with_env(&Options::default(), "http://127.0.0.1:8080/local", |_| None).expect("config");
+        let want = lambda_defaults();
+        assert_eq!(
+            got.connect_rate, want.connect_rate,
+            "EUROCHAT_CONNECTS_PER_MINUTE default"
+        );
+        assert_eq!(
+            got.session_rate, want.session_rate,
+            "EUROCHAT_SESSIONS_PER_MINUTE default"
+        );
+        assert_eq!(got.export_rate, want.export_rate, "EUROCHAT_EXPORTS_PER_HOUR default");
+        assert_eq!(
+            got.message_rate, want.message_rate,
+            "EUROCHAT_MESSAGES_PER_MINUTE default"
+        );
+        assert_eq!(got.max_message_bytes, want.max_message_bytes);
+        assert_eq!(got.policy_limit, want.policy_limit);
+    }
+
+    #[test]
+    fn the_gateway_reads_limits_from_the_environment_and_validates_them() {
+        let env = |k: &str| (k == vars::CONNECTS_PER_MINUTE).then(|| "75".to_owned());
+        let got = config_with_env(&Options::default(), "http://127.0.0.1:8080/local", env).expect("config");
+        assert_eq!(got.connect_rate.limit, 75);
+        let bad = |k: &str| (k == vars::SESSIONS_PER_MINUTE).then(|| "0".to_owned());
+        let err = config_with_env(&Options::default(), "http://127.0.0.1:8080/local", bad).unwrap_err();
+        assert!(matches!(err, ConfigError::Invalid { var, .. } if var == vars::SESSIONS_PER_MINUTE));
     }
 }

@@ -393,3 +393,34 @@ async fn retention_runs_on_its_timer() {
         logs.text()
     );
 }
+
+/// GIVEN a gateway started without any `EUROCHAT_*` limit set WHEN one client (127.0.0.1)
+/// creates sessions and connects past Lambda's defaults (10 sessions, 20 connects a minute)
+/// THEN the gateway refuses exactly as Lambda does: 429 with `Retry-After`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_applies_lambdas_default_limits_end_to_end() {
+    let g = gateway(false).await;
+    let origin = g.base_url();
+    let token = session(&g).await;
+    for _ in 1..10 {
+        session(&g).await;
+    }
+    let (status, head, body) = post(&g, "/v1/sessions", &origin, None, &json!({"siteId": g.site})).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (429, Some("rate_limited")),
+        "{body}"
+    );
+    assert!(head.contains("retry-after: "), "{head}");
+    let mut open = Vec::new();
+    for i in 0..20 {
+        open.push(
+            ws(&g, &token, &origin)
+                .await
+                .unwrap_or_else(|s| panic!("connect {i}: {s}")),
+        );
+    }
+    assert_eq!(ws(&g, &token, &origin).await.err(), Some(429));
+    drop(open);
+    g.stop().await.expect("stop");
+}

@@ -108,10 +108,13 @@ pub const CONNECTION_SK: &str = "CONN";
 pub fn audit_pk(site: &SiteId) -> String {
     format!("AUDIT#{site}")
 }
-/// A rate-limit counter's partition.
+/// A rate-limit counter's partition; `key` is a keyed hash
+/// ([`crate::auth::Pseudonymizer::ip_key`], [`crate::auth::Pseudonymizer::holder_key`]).
 pub fn rate_pk(key: &str) -> String {
     format!("RATE#{key}")
 }
+/// The sliding-window counter's sort key (one item per key and limit).
+pub const RATE_SK: &str = "WINDOW";
 /// The retention job's checkpoint name.
 pub const RETENTION_JOB: &str = "retention";
 /// Every job that keeps a checkpoint (erasure resets one that names an erased session).

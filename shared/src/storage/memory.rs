@@ -28,8 +28,8 @@ struct Inner {
     /// (site id, connection id) -> connection: a site's online agents.
     agents_online: BTreeMap<(String, String), Connection>,
     audit: BTreeMap<(String, String), AuditRecord>,
-    /// (key, window start) -> (count, expiry).
-    rates: BTreeMap<(String, i64), (u32, Timestamp)>,
+    /// key -> (last admission times, newest first; expiry): the sliding-window counter.
+    rates: BTreeMap<String, (Vec<Timestamp>, Timestamp)>,
     checkpoints: BTreeMap<String, String>,
 }
 
@@ -797,15 +797,19 @@ impl AuditStore for MemoryStore {
 #[async_trait]
 impl RateLimitStore for MemoryStore {
     async fn hit(&self, key: &str, limit: RateLimit, now: Timestamp) -> Result<RateDecision, StoreError> {
-        let start = limit.window_start(now);
         let mut g = self.turn().await;
-        let entry = g
-            .rates
-            .entry((key.to_owned(), start.millis()))
-            .or_insert((0, start.plus(limit.window * 2)));
-        let decision = limit.check(start, entry.0, now);
-        if let RateDecision::Allowed { count, .. } = decision {
-            entry.0 = count;
+        let entry = g.rates.entry(key.to_owned()).or_insert((Vec::new(), now));
+        // An expired counter not yet swept holds only times outside the window anyway.
+        let recent: &[Timestamp] = if is_live(entry.1, now) { &entry.0 } else { &[] };
+        let decision = limit.admit(recent, now);
+        if let RateDecision::Allowed { .. } = decision {
+            let mut times = Vec::with_capacity(limit.limit as usize);
+            times.push(now);
+            times.extend(recent.iter().take((limit.limit as usize).saturating_sub(1)));
+            *entry = (times, limit.counter_expiry(now));
+        } else if entry.0.is_empty() {
+            // Refused without a counter (a zero limit): store nothing.
+            g.rates.remove(key);
         }
         Ok(decision)
     }

@@ -354,10 +354,17 @@ pub trait AuditStore: Send + Sync {
     ) -> Result<Page<AuditRecord>, StoreError>;
 }
 
-/// Fixed-window counters for rate limits not tied to a session (per-IP connects).
+/// Sliding-window counters for rate limits not tied to a session (per-IP
+/// connects and session creation, per-token exports): at most `limit.limit`
+/// admitted in any interval of `limit.window` ([`RateLimit::admit`]).
+///
+/// A counter is one item per key holding the last `limit` admission times; it
+/// expires `window` after the last admission. A hit is one conditional write
+/// (DynamoDB: one UpdateItem, admitted or refused), exact under concurrency.
 #[async_trait]
 pub trait RateLimitStore: Send + Sync {
-    /// Counts one request for `key` against `limit` at `now`.
+    /// Counts one request for `key` (a keyed hash, never a readable identifier)
+    /// against `limit` at `now`. A refusal stores nothing and says when to retry.
     async fn hit(&self, key: &str, limit: RateLimit, now: Timestamp) -> Result<RateDecision, StoreError>;
 }
 
