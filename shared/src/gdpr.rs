@@ -26,7 +26,7 @@ use crate::error::{ApiError, ErrorCode};
 use crate::gateway::ConnectionGateway;
 use crate::policy::{self, AUDIT_RETENTION, EMPTY_SESSION_IDLE, VISITOR_TOKEN_LIFETIME};
 use crate::storage::{
-    ConnectionStore, ConversationStore, ErasedCounts, MessageStore, SessionStore, SiteStore, StoreError, SubjectStore,
+    ConnectionStore, ConversationStore, ErasedCounts, MessageStore, SiteStore, StoreError, SubjectStore,
 };
 
 /// How an export's sessions were found, as the document states per session.
@@ -117,7 +117,7 @@ impl Requester {
 /// from API Gateway's request context, never a header), or a visitor's session
 /// token. `route` names the endpoint in security logs.
 pub async fn authenticate(
-    store: &(impl SiteStore + SessionStore),
+    store: &(impl SiteStore + SubjectStore),
     config: &Config,
     bearer: Option<&str>,
     source_ip: Option<std::net::IpAddr>,
@@ -134,9 +134,13 @@ pub async fn authenticate(
         })
     } else {
         let presented = PresentedVisitorToken::parse(token)?;
+        // A session fenced by an interrupted erasure still opens GDPR requests, so
+        // its visitor can retry "Delete my data" (and see what is left) themself;
+        // every chat path treats it as gone. An expired session opens nothing.
         let session = store
-            .get_session(presented.session_id(), now)
+            .session_any(presented.session_id())
             .await?
+            .filter(|s| crate::policy::is_live(s.expires_at, now))
             .ok_or(AuthError::Invalid)?;
         presented.verify(&session.token_hash, session.token_expires_at, now)?;
         Ok(Requester::Subject {
@@ -222,10 +226,15 @@ pub async fn resolve(
 ) -> Result<Subject, StoreError> {
     let site = requester.site();
     let mut visitors: BTreeSet<VisitorId> = BTreeSet::new();
+    // Sessions already read consistently by id. The index behind
+    // `sessions_of_visitor` is eventually consistent on DynamoDB, so a session
+    // created a moment ago could be missing from it: these are added anyway.
+    let mut known: Vec<Session> = Vec::new();
     match subject {
         SubjectRef::Myself => {
             if let Requester::Subject { session, .. } = requester {
                 visitors.insert(session.visitor_id.clone());
+                known.push((**session).clone());
             }
         }
         SubjectRef::Visitor(v) => {
@@ -233,7 +242,8 @@ pub async fn resolve(
         }
         SubjectRef::Session(id) => {
             if let Some(s) = store.session_any(id).await?.filter(|s| s.site_id == *site) {
-                visitors.insert(s.visitor_id);
+                visitors.insert(s.visitor_id.clone());
+                known.push(s);
             }
         }
         SubjectRef::Email(e) => {
@@ -243,7 +253,7 @@ pub async fn resolve(
             }
         }
     }
-    let mut sessions = Vec::new();
+    let mut sessions = known;
     for v in &visitors {
         sessions.extend(store.sessions_of_visitor(site, v).await?);
     }
@@ -346,7 +356,11 @@ fn encode_cursor(session: &SessionId, after: u64) -> String {
     B64.encode(json!({ "s": session.as_str(), "a": after }).to_string())
 }
 
-fn decode_cursor(cursor: &str, subject: &Subject) -> Result<(usize, u64), ApiError> {
+/// An export cursor's position (a session id and the last message sent), or
+/// `invalid_request` (`field: "cursor"`) if it is not one eurochat could have
+/// issued. Checked before a request counts against the export limit, so a
+/// malformed cursor is refused without changing anything stored.
+pub fn parse_cursor(cursor: &str) -> Result<(String, u64), ApiError> {
     let bad = || ApiError {
         field: Some("cursor"),
         ..ApiError::new(ErrorCode::InvalidRequest, "invalid cursor")
@@ -356,12 +370,21 @@ fn decode_cursor(cursor: &str, subject: &Subject) -> Result<(usize, u64), ApiErr
     let (Some(s), Some(a)) = (v["s"].as_str(), v["a"].as_u64()) else {
         return Err(bad());
     };
+    SessionId::parse(s).map_err(|_| bad())?;
+    Ok((s.to_owned(), a))
+}
+
+fn decode_cursor(cursor: &str, subject: &Subject) -> Result<(usize, u64), ApiError> {
+    let (s, a) = parse_cursor(cursor)?;
     // A cursor only works for the subject it was issued for.
     let index = subject
         .sessions
         .iter()
         .position(|x| x.id.as_str() == s)
-        .ok_or_else(bad)?;
+        .ok_or(ApiError {
+            field: Some("cursor"),
+            ..ApiError::new(ErrorCode::InvalidRequest, "invalid cursor")
+        })?;
     Ok((index, a))
 }
 

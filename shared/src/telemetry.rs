@@ -44,9 +44,37 @@ const PAYLOAD_LOGGING_CRATES: [&str; 11] = [
 /// reaches the Runtime API (and so Lambda's metrics and the caller).
 const SILENCED_TARGETS: [&str; 1] = ["lambda_runtime::layers::api_response"];
 
-/// A filter at `level` for eurochat, with the payload-logging dependencies capped at `warn`.
+/// Whether a filter directive (`target=level`, a bare level, a bare target, or
+/// one with a span filter) could raise the level of a capped dependency. Such a
+/// directive is dropped: a more specific target (`aws_smithy_runtime=trace`)
+/// would otherwise win over the cap's shorter prefix (`aws_=warn`), and a span
+/// filter (`[request]=trace`) would enable events of any target inside it.
+fn could_uncap(directive: &str) -> bool {
+    const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+    let d = directive.trim();
+    if d.contains('[') {
+        return true;
+    }
+    let target = match d.split_once('=') {
+        Some((target, _)) => target.trim(),
+        None if LEVELS.iter().any(|l| d.eq_ignore_ascii_case(l)) => return false,
+        None => d,
+    };
+    PAYLOAD_LOGGING_CRATES.iter().any(|c| target.starts_with(c))
+}
+
+/// A filter at `level` (an `EnvFilter` string such as `trace` or
+/// `info,chat_core=debug`) for eurochat, with the payload-logging dependencies
+/// capped at `warn` whatever `level` says about them.
 pub fn filter_at(level: &str) -> EnvFilter {
-    let base = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let allowed: Vec<&str> = level
+        .split(',')
+        .filter(|d| !d.trim().is_empty() && !could_uncap(d))
+        .collect();
+    let base = match allowed.as_slice() {
+        [] => EnvFilter::new("info"),
+        _ => EnvFilter::try_new(allowed.join(",")).unwrap_or_else(|_| EnvFilter::new("info")),
+    };
     let capped = PAYLOAD_LOGGING_CRATES.iter().map(|c| format!("{c}=warn"));
     let silenced = SILENCED_TARGETS.iter().map(|t| format!("{t}=off"));
     capped
@@ -200,6 +228,36 @@ mod tests {
             assert!(
                 text.contains("runtime warning passes") && text.contains("own trace passes"),
                 "{level}: {text}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_more_specific_directive_cannot_lift_the_cap() {
+        for level in [
+            "trace,aws_smithy_runtime=trace",
+            "trace,lambda_runtime::layers=trace",
+            "trace,lambda_runtime::layers::api_response::x=trace",
+            "trace,tungstenite::protocol=trace",
+            "trace,hyper_util=trace",
+            "trace,[request]=trace",
+            "aws_smithy_runtime",
+        ] {
+            let logs = CapturedLogs::new();
+            tracing::subscriber::with_default(json_subscriber_with(logs.clone(), filter_at(level)), || {
+                tracing::trace!(target: "aws_smithy_runtime::client::orchestrator::http", "DYNAMO-ITEM-BODY");
+                tracing::trace!(target: "lambda_runtime::layers::trace", "RAW-EVENT");
+                tracing::trace!(target: "tungstenite::protocol", "FRAME-TEXT");
+                tracing::trace!(target: "hyper_util::client", "HYPER-DETAIL");
+                tracing::warn!(target: "chat_core::storage", "OWN-WARNING");
+            });
+            let text = logs.text();
+            for hidden in ["DYNAMO-ITEM-BODY", "RAW-EVENT", "FRAME-TEXT", "HYPER-DETAIL"] {
+                assert!(!text.contains(hidden), "RUST_LOG={level}: {hidden} passed the cap");
+            }
+            assert!(
+                text.contains("OWN-WARNING"),
+                "RUST_LOG={level}: eurochat's own logs still pass"
             );
         }
     }

@@ -28,6 +28,7 @@ macro_rules! auth_suite {
             gdpr_calls_from_outside_the_allow_list_are_forbidden,
             future_and_long_lived_tokens_are_refused,
             visitor_frames_are_not_rechecked,
+            revoked_expired_or_disallowed_agents_receive_nothing_more,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -508,5 +509,68 @@ pub async fn refusals_are_security_events_without_ip_or_token<B: Backend>(c: &Ch
         guessed.as_str(),
     ] {
         assert!(!text.contains(secret), "the log holds no address or token");
+    }
+}
+
+/// GIVEN agents listening on open sockets without sending a frame WHEN one is
+/// revoked as `eurochat-admin revoke-tokens` does it (no management endpoint, so
+/// the socket stays open), another's token expires, and then the site gets an
+/// allow-list excluding a third's address THEN a visitor's message reaches none
+/// of them, and their next frames are refused.
+pub async fn revoked_expired_or_disallowed_agents_receive_nothing_more<B: Backend>(c: &Chat<B>) {
+    let alice_token = c.agent_token(SITE, "alice", AgentRole::Admin);
+    let bob_short = c.config().agent_keys.mint(
+        &SiteId::parse(SITE).unwrap(),
+        &AgentId::parse("bob").unwrap(),
+        AgentRole::Agent,
+        c.now(),
+        Duration::from_secs(3600),
+    );
+    assert_eq!(c.connect("ALICE=", &alice_token).await, 200);
+    assert_eq!(c.connect("BOB=", &bob_short).await, 200);
+    let store = c.backend.store();
+    eurochat_admin::revoke_tokens(store, SITE, "alice", c.now())
+        .await
+        .unwrap();
+    assert_eq!(
+        eurochat_admin::forget_agent_connections(store, SITE, Some("alice"), c.now())
+            .await
+            .unwrap(),
+        1
+    );
+    c.advance(Duration::from_secs(3601));
+    let fresh = c.agent_token(SITE, "alice", AgentRole::Admin);
+    assert_eq!(connect_from_ip(c, "OUT=", &fresh, OUTSIDE).await, 200);
+    let v = c.visitor().await;
+    assert_eq!(c.connect("V1=", &v.token).await, 200);
+    c.send(
+        "V1=",
+        json!({"action": "sendMessage", "clientMsgId": "c1", "text": "card 4111"}),
+    )
+    .await;
+    assert_eq!(c.frames_of("OUT=", "message").len(), 1, "a live agent still receives");
+    for conn in ["ALICE=", "BOB="] {
+        assert!(c.frames_of(conn, "message").is_empty(), "{conn} received a message");
+    }
+
+    let spec = eurochat_admin::SiteSpec {
+        id: SITE.into(),
+        agent_ips: Some(vec![ALLOW_LIST.into()]),
+        ..Default::default()
+    };
+    eurochat_admin::put_site(store, &spec, c.now()).await.unwrap();
+    c.send(
+        "V1=",
+        json!({"action": "sendMessage", "clientMsgId": "c2", "text": "card 5500"}),
+    )
+    .await;
+    assert_eq!(
+        c.frames_of("OUT=", "message").len(),
+        1,
+        "an address the new allow-list excludes receives nothing"
+    );
+    for conn in ["ALICE=", "BOB=", "OUT="] {
+        let refused = frame_from(c, conn, json!({"action": "listConversations"}), OUTSIDE).await;
+        assert_eq!(code(&refused), "unauthorized", "{conn}: {refused}");
     }
 }

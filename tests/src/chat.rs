@@ -159,8 +159,13 @@ impl<B: Backend> Chat<B> {
 
     /// Redeploys with another retention and IP limit (`EUROCHAT_MAX_*`).
     pub fn set_policy_limit(&self, limit: RetentionPolicy) {
+        self.update_config(|c| c.policy_limit = limit);
+    }
+
+    /// Changes the configuration for the following requests, as a redeploy would.
+    pub fn update_config(&self, change: impl FnOnce(&mut Config)) {
         let mut config = (*self.config()).clone();
-        config.policy_limit = limit;
+        change(&mut config);
         *self.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(config);
     }
 

@@ -31,6 +31,7 @@ macro_rules! erasure_suite {
             erasure_races_writers_and_leaves_nothing,
             typing_from_an_expired_conversation_is_not_relayed,
             an_expired_conversation_is_deleted_alike_over_websocket_and_http,
+            a_visitor_retries_their_own_interrupted_erasure,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -521,4 +522,37 @@ pub async fn an_expired_conversation_is_deleted_alike_over_websocket_and_http<B:
         )
         .await;
     assert_eq!((r.status, r.body["total"].as_u64()), (200, Some(0)));
+}
+
+/// GIVEN a visitor's erasure interrupted after its fence (a Lambda timeout) WHEN
+/// the visitor retries "Delete my data" with their own token THEN the retry is
+/// accepted and finishes the job, while every chat path already refuses the token.
+pub async fn a_visitor_retries_their_own_interrupted_erasure<B: Backend>(b: B) {
+    let chat = Chat::new(b).await;
+    let v = chat.visitor().await;
+    assert_eq!(reconnect(&chat, "V1=", &v.token, "198.51.100.1").await, 200);
+    chat.send(
+        "V1=",
+        json!({"action": "sendMessage", "clientMsgId": "c1", "text": "erase me"}),
+    )
+    .await;
+    let sid = SessionId::parse(&v.session_id).unwrap();
+    assert!(chat.backend.store().fence_session(&sid, chat.now()).await.unwrap());
+    assert_eq!(
+        reconnect(&chat, "V2=", &v.token, "198.51.100.1").await,
+        401,
+        "the fenced session opens no chat"
+    );
+    let export = chat.export(Some(&v.token), &json!({}), 4 << 20).await;
+    assert_eq!(export.status, 200, "what is left can still be seen: {:?}", export.body);
+    let retry = chat.erase(Some(&v.token), &json!({})).await;
+    assert_eq!(retry.status, 200, "{:?}", retry.body);
+    assert!(retry.body["total"].as_u64().unwrap() >= 3, "{:?}", retry.body);
+    assert_eq!(chat.backend.store().session_any(&sid).await.unwrap(), None);
+    assert!(!chat.backend.raw_texts().await.iter().any(|t| t.contains(&v.session_id)));
+    assert_eq!(
+        chat.erase(Some(&v.token), &json!({})).await.status,
+        401,
+        "then the token is dead"
+    );
 }

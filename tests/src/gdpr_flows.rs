@@ -148,6 +148,9 @@ pub async fn export_of_a_large_subject_pages_without_loss<B: Backend>(c: &Chat<B
     } else {
         (300, 12 * 1024)
     };
+    // Tiny pages make this subject need more pages than one holder may fetch in an
+    // hour by default (20; 4 MB pages in production); the limit itself is tested apart.
+    c.update_config(|config| config.export_rate.limit = chat_core::policy::MAX_SLIDING_LIMIT);
     let v = c.visitor().await;
     let sid = SessionId::parse(&v.session_id).unwrap();
     let session = c.backend.store().get_session(&sid, c.now()).await.unwrap().unwrap();
@@ -342,10 +345,17 @@ pub async fn exports_are_limited_per_token_holder<B: Backend>(c: &Chat<B>) {
     let before = c.backend.counts().await;
     let bad = c.export(Some(&v.token), &json!({"visitorId": 5}), PAGE).await;
     assert_eq!(bad.status, 400);
+    for _ in 0..25 {
+        let malformed = c.export(Some(&v.token), &json!({"cursor": "not-a-cursor"}), PAGE).await;
+        assert_eq!(
+            (malformed.status, malformed.body["error"]["field"].as_str()),
+            (400, Some("cursor"))
+        );
+    }
     assert_eq!(
         c.backend.counts().await,
         before,
-        "bad input stores nothing, not even a counter"
+        "bad input (malformed cursors included) stores nothing, not even a counter"
     );
     for i in 0..20 {
         let r = c.export(Some(&v.token), &json!({}), PAGE).await;

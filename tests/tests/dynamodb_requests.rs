@@ -184,8 +184,8 @@ async fn agent_frames_cost_one_batch_get_more_and_visitor_frames_nothing_more() 
     assert_eq!(chat.connect("A1=", &agent).await, 200);
     assert_eq!(
         log.take(),
-        ["UpdateItem", "BatchGetItem", "TransactWriteItems"],
-        "agent $connect: IP counter, agent + site, connection"
+        ["UpdateItem", "BatchGetItem", "TransactWriteItems", "BatchGetItem"],
+        "agent $connect: IP counter, agent + site, connection, agent + site again (revocation race)"
     );
     chat.send("A1=", json!({"action": "listConversations"})).await;
     assert_eq!(

@@ -305,10 +305,10 @@ async fn lambda_binaries_log_nothing_personal_at_trace() {
     let visitor_id = session["visitorId"].as_str().expect("visitor id").to_owned();
     runs.push(("create-session", created));
 
-    // Connects with the token in the query string and the cookie.
+    // Connects with the token as the subprotocol (as the widget does), a stray cookie beside it.
     let conn = "Zk1VsdTAliACEfQ=";
     let mut e = ws_event("connect", conn);
-    e["queryStringParameters"]["token"] = json!(token);
+    e["headers"]["Sec-WebSocket-Protocol"] = json!(format!("eurochat.v1, {token}"));
     e["headers"]["Cookie"] = json!(format!("eurochat_vt={token}"));
     e["headers"]["User-Agent"] = json!(USER_AGENT);
     e["headers"]["X-Forwarded-For"] = json!(IP);

@@ -15,7 +15,7 @@
 use std::net::IpAddr;
 
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
-use chat_core::api::agent_auth::authenticate_agent;
+use chat_core::api::agent_auth::{FrameRefusal, TokenFacts, authenticate_agent, recheck_agent_frame};
 use chat_core::api::ws::{self, SUBPROTOCOL, WsRequest};
 use chat_core::auth::{AuthError, PresentedVisitorToken, RateScope};
 use chat_core::clock::{Clock, Timestamp};
@@ -142,6 +142,31 @@ where
         StoreError::NotFound => unauthorized(),
         other => other.into(),
     })?;
+    if let Principal::Agent {
+        agent_id,
+        role,
+        token_exp,
+        token_iat,
+    } = &conn.principal
+    {
+        // Written, then re-read: a revocation (or a new allow-list) that removed the
+        // agent's connection records just before this write is seen by this read, so
+        // a revoked agent never keeps a record that fan-out would deliver to.
+        let facts = TokenFacts {
+            role: *role,
+            iat: *token_iat,
+            exp: *token_exp,
+        };
+        if let Err(refused) =
+            recheck_agent_frame(deps.store, deps.config, &conn.site_id, agent_id, facts, Some(ip), now).await
+        {
+            deps.store.delete_connection(&conn.id).await?;
+            return Err(match refused {
+                FrameRefusal::Refused(r) => r.api_error(),
+                FrameRefusal::Store(e) => e.into(),
+            });
+        }
+    }
     Ok(role)
 }
 

@@ -73,6 +73,8 @@ where
     let subject_ref = gdpr::subject_ref(&body)?;
     gdpr::check_access(&requester, &subject_ref, json::opt_str(&body, "siteId")?)?;
     let cursor = json::opt_str(&body, "cursor")?;
+    // A malformed cursor is bad input: refused before it counts against the limit.
+    cursor.map(gdpr::parse_cursor).transpose()?;
     limit(req, deps, &requester, now).await?;
     let site = deps
         .store
@@ -109,9 +111,10 @@ where
     Ok(doc)
 }
 
-/// Counts the request against the token holder's export limit. Every page
-/// counts (a cursor can be replayed); the holder is keyed through the
-/// pseudonymizer, never stored readable.
+/// Counts the request against the token holder's export limit. Every
+/// well-formed request counts, pages included (a cursor can be replayed, and a
+/// well-formed cursor of another subject is a guess worth slowing down); the
+/// holder is keyed through the pseudonymizer, never stored readable.
 async fn limit<S: RateLimitStore>(
     req: &HttpRequest<'_>,
     deps: &Deps<'_, S>,

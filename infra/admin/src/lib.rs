@@ -49,7 +49,11 @@ pub struct SiteSpec {
 }
 
 /// Creates or updates a site.
-pub async fn put_site(store: &impl SiteStore, spec: &SiteSpec, now: Timestamp) -> Result<Site, AdminError> {
+pub async fn put_site(
+    store: &(impl SiteStore + ConnectionStore),
+    spec: &SiteSpec,
+    now: Timestamp,
+) -> Result<Site, AdminError> {
     let id = SiteId::parse(&spec.id)?;
     let existing = store.get_site(&id).await?;
     let origins = spec
@@ -57,6 +61,7 @@ pub async fn put_site(store: &impl SiteStore, spec: &SiteSpec, now: Timestamp) -
         .iter()
         .map(|o| Origin::parse(o))
         .collect::<Result<Vec<_>, _>>()?;
+    let existing_allowlist = existing.as_ref().and_then(|s| s.agent_ip_allowlist.clone());
     let mut site = match existing {
         Some(s) => s,
         None => {
@@ -103,8 +108,15 @@ pub async fn put_site(store: &impl SiteStore, spec: &SiteSpec, now: Timestamp) -
             .map_err(|_| ValidationError::new("agentIp", "must be CIDRs such as 192.0.2.0/24"))?;
         site.agent_ip_allowlist = (!nets.is_empty()).then_some(nets);
     }
+    let allowlist_before = existing_allowlist;
     site.updated_at = now;
     store.put_site(&site).await?;
+    // A new or narrower allow-list applies to agents already connected too: their
+    // records go, so they receive nothing more and must reconnect from an allowed
+    // address (every agent frame re-checks the list as well).
+    if site.agent_ip_allowlist.is_some() && site.agent_ip_allowlist != allowlist_before {
+        forget_agent_connections(store, site.id.as_str(), None, now).await?;
+    }
     Ok(site)
 }
 
@@ -160,6 +172,35 @@ pub async fn revoke_tokens(
     agent.tokens_valid_after = agent.tokens_valid_after.max(Some(now));
     store.put_agent(&agent).await?;
     Ok(agent)
+}
+
+/// Deletes the connection records of a site's agents (one agent's, or with
+/// `None` every agent's): one Query on the site's partition for its online
+/// agents, then a delete per record. Run on every revocation, deactivation and
+/// allow-list change, with or without a management endpoint: a socket without
+/// its record receives no more fan-out and its next frame is refused, even
+/// where the socket itself cannot be closed. Returns how many were removed.
+pub async fn forget_agent_connections(
+    store: &impl ConnectionStore,
+    site: &str,
+    agent: Option<&str>,
+    now: Timestamp,
+) -> Result<usize, AdminError> {
+    let site_id = SiteId::parse(site)?;
+    let agent_id = agent.map(AgentId::parse).transpose()?;
+    let mut removed = 0;
+    for conn in store.agent_connections(&site_id, now).await? {
+        let Principal::Agent { agent_id: a, .. } = &conn.principal else {
+            continue;
+        };
+        if agent_id.as_ref().is_some_and(|wanted| wanted != a) {
+            continue;
+        }
+        if store.delete_connection(&conn.id).await?.is_some() {
+            removed += 1;
+        }
+    }
+    Ok(removed)
 }
 
 /// Closes an agent's open WebSocket connections and deletes their records: one

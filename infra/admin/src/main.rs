@@ -9,7 +9,9 @@ use chat_core::domain::AgentRole;
 use chat_core::gateway::ApiGatewayManagement;
 use chat_core::storage::{DynamoStore, SiteStore, schema};
 use clap::{Parser, Subcommand, ValueEnum};
-use eurochat_admin::{SiteSpec, close_agent_connections, mint_agent_token, put_agent, put_site, revoke_tokens};
+use eurochat_admin::{
+    SiteSpec, close_agent_connections, forget_agent_connections, mint_agent_token, put_agent, put_site, revoke_tokens,
+};
 
 /// Manage eurochat sites, agents and agent tokens.
 #[derive(Parser)]
@@ -131,7 +133,9 @@ fn is_loopback(url: &str) -> bool {
 }
 
 /// After a revocation: closes the agent's open connections through the management
-/// API when its endpoint is known, and says what happened either way.
+/// API when its endpoint is known, then deletes whatever records are left, so a
+/// socket that could not be closed receives nothing more and is refused at its
+/// next frame; says what happened either way.
 async fn close_connections(
     cli: &Cli,
     sdk: &aws_config::SdkConfig,
@@ -140,18 +144,25 @@ async fn close_connections(
     agent: &str,
     now: Timestamp,
 ) -> Result<String, String> {
-    let Some(endpoint) = &cli.ws_management_endpoint else {
-        return Ok(format!(
-            "no management endpoint (--ws-management-endpoint or {}): open connections were not closed; \
-             they are refused at their next frame",
+    let closed = match &cli.ws_management_endpoint {
+        Some(endpoint) => {
+            let gateway = ApiGatewayManagement::new(sdk, endpoint.trim_end_matches('/'));
+            let n = close_agent_connections(store, &gateway, site, agent, now)
+                .await
+                .map_err(|e| e.to_string())?;
+            format!("closed {n} open connection(s) of the agent")
+        }
+        None => format!(
+            "no management endpoint (--ws-management-endpoint or {}): open sockets were not closed",
             vars::WS_MANAGEMENT_ENDPOINT
-        ));
+        ),
     };
-    let gateway = ApiGatewayManagement::new(sdk, endpoint.trim_end_matches('/'));
-    let closed = close_agent_connections(store, &gateway, site, agent, now)
+    let forgotten = forget_agent_connections(store, site, Some(agent), now)
         .await
         .map_err(|e| e.to_string())?;
-    Ok(format!("closed {closed} open connection(s) of the agent"))
+    Ok(format!(
+        "{closed}; {forgotten} connection record(s) removed: they receive nothing more and their next frame is refused"
+    ))
 }
 
 async fn store(cli: &Cli) -> Result<(aws_config::SdkConfig, DynamoStore), String> {

@@ -436,7 +436,8 @@ mod tests {
         Config::from_lookup(|k| match k {
             vars::REGION => Some("eu-central-1".into()),
             vars::TABLE_NAME => Some("eurochat".into()),
-            vars::AGENT_TOKEN_SECRET | vars::PSEUDONYM_KEY => Some("k".repeat(32)),
+            vars::AGENT_TOKEN_SECRET => Some("agent-token-secret-for-tests-only!".into()),
+            vars::PSEUDONYM_KEY => Some("pseudonym-key-for-tests-only-xxxx".into()),
             _ => None,
         })
         .expect("Lambda configuration")

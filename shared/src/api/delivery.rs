@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use crate::clock::Timestamp;
-use crate::domain::{Connection, ConnectionId, SessionId, SiteId};
+use crate::domain::{Connection, ConnectionId, Principal, SessionId, SiteId};
 use crate::gateway::{ConnectionGateway, GatewayError};
 use crate::storage::{ConnectionStore, StoreError};
 
@@ -22,7 +22,10 @@ pub struct Delivered {
 }
 
 /// Who should receive a conversation's frames: its members and, if `with_agents`,
-/// every online agent of the site; each once, never `exclude`.
+/// every online agent of the site; each once, never `exclude`. An agent whose
+/// token has expired receives nothing more (its connection carries the token's
+/// `exp`, so this costs no read); revoked agents' records are removed by the
+/// revocation itself (`eurochat-admin`), so they are not found here at all.
 pub async fn recipients(
     store: &(impl ConnectionStore + ?Sized),
     site: &SiteId,
@@ -43,6 +46,10 @@ pub async fn recipients(
     if let Some(x) = exclude {
         by_id.remove(x);
     }
+    by_id.retain(|_, c| match &c.principal {
+        Principal::Agent { token_exp, .. } => *token_exp > now.epoch_seconds(),
+        Principal::Visitor { .. } => true,
+    });
     Ok(by_id.into_values().collect())
 }
 
