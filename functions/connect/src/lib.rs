@@ -157,8 +157,17 @@ where
             iat: *token_iat,
             exp: *token_exp,
         };
-        if let Err(refused) =
-            recheck_agent_frame(deps.store, deps.config, &conn.site_id, agent_id, facts, Some(ip), now).await
+        if let Err(refused) = recheck_agent_frame(
+            deps.store,
+            deps.config,
+            "connect",
+            &conn.site_id,
+            agent_id,
+            facts,
+            Some(ip),
+            now,
+        )
+        .await
         {
             deps.store.delete_connection(&conn.id).await?;
             return Err(match refused {

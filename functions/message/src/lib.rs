@@ -217,6 +217,7 @@ impl<S: MessageRoutesStore> Ctx<'_, '_, S> {
                 match recheck_agent_frame(
                     d.store,
                     d.config,
+                    "frame",
                     &conn.site_id,
                     &agent_id,
                     token,

@@ -199,13 +199,16 @@ pub enum FrameRefusal {
     Store(StoreError),
 }
 
-/// Re-checks an agent's open connection for one frame: the token's expiry from
-/// the connection record first (no read), then the agent and site in one
-/// BatchGetItem. `ip` is this frame's source address. Refusals are logged
-/// under the route `frame`.
+/// Re-checks an agent's open connection for one frame (or, with route
+/// `connect`, right after `$connect` recorded it): the token's expiry from the
+/// connection record first (no read), then the agent and site in one
+/// BatchGetItem. `ip` is the request's source address. Refusals are logged
+/// under `route`.
+#[allow(clippy::too_many_arguments)]
 pub async fn recheck_agent_frame(
     store: &impl SiteStore,
     config: &Config,
+    route: &'static str,
     site: &SiteId,
     agent: &AgentId,
     token: TokenFacts,
@@ -219,7 +222,7 @@ pub async fn recheck_agent_frame(
         check(a, s, token, ip, now).map(|ok| ok.role)
     };
     outcome.map_err(|r| {
-        log_refusal(config, r, "frame", Some(site), Some(agent), ip);
+        log_refusal(config, r, route, Some(site), Some(agent), ip);
         FrameRefusal::Refused(r)
     })
 }

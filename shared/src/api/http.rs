@@ -40,9 +40,11 @@ impl<'a> HttpRequest<'a> {
 
     /// A bearer token from `Authorization`.
     pub fn bearer(&self) -> Option<&'a str> {
+        // The scheme name is case-insensitive (RFC 9110 §11.1): `bearer` works too.
         self.header("authorization")
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim())
     }
 
     /// A query string parameter.
@@ -67,6 +69,35 @@ impl<'a> HttpRequest<'a> {
             json::parse_object(&bytes, MAX_HTTP_BODY_BYTES)
         } else {
             json::parse_object(body.as_bytes(), MAX_HTTP_BODY_BYTES)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_authorization(value: &str) -> ApiGatewayV2httpRequest {
+        let mut e = ApiGatewayV2httpRequest::default();
+        e.headers.insert(
+            "authorization",
+            http::HeaderValue::from_str(value).expect("header value"),
+        );
+        e
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive_and_nothing_else_passes() {
+        for (value, expected) in [
+            ("Bearer at1.x.y", Some("at1.x.y")),
+            ("bearer at1.x.y", Some("at1.x.y")),
+            ("BEARER  at1.x.y ", Some("at1.x.y")),
+            ("Basic dXNlcjpwYXNz", None),
+            ("Bearer", None),
+            ("at1.x.y", None),
+        ] {
+            let e = with_authorization(value);
+            assert_eq!(HttpRequest::new(&e).bearer(), expected, "{value:?}");
         }
     }
 }
