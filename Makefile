@@ -57,8 +57,11 @@ fmt-check:
 clippy:
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
+# cfn-lint runs the SAM transform itself; tests/sam_transform.py runs it once more
+# offline (samtranslator, no AWS account) and fails on anything SAM refuses.
 lint-template: setup
 	$(VENV)/bin/cfn-lint template.yaml
+	$(VENV)/bin/python tests/sam_transform.py template.yaml
 
 # Every function crate, as Lambda runs it: release, arm64, provided.al2023 (cargo-lambda
 # installs the aarch64 target itself). Prints each bootstrap's size.
