@@ -331,3 +331,349 @@ fn iam_policies_name_actions_and_resources_without_wildcards() {
         }
     }
 }
+
+// ---- Deploys on a fresh account (issue 12): key policy, API Gateway logging role,
+// stack-derived names, auto-deployed stage, alarms, optional tracing.
+
+fn resources(t: &Value) -> Vec<(String, &Value)> {
+    t["Resources"]
+        .as_mapping()
+        .unwrap()
+        .iter()
+        .map(|(k, r)| (k.as_str().unwrap().to_owned(), r))
+        .collect()
+}
+
+fn of_type<'a>(t: &'a Value, ty: &str) -> Vec<(String, &'a Value)> {
+    resources(t)
+        .into_iter()
+        .filter(|(_, r)| r["Type"].as_str() == Some(ty))
+        .collect()
+}
+
+/// `(tag, value)` of a short-form intrinsic such as `!Ref X` or `!If [...]`.
+fn tagged(v: &Value) -> Option<(String, &Value)> {
+    match v {
+        Value::Tagged(t) => Some((t.tag.to_string(), &t.value)),
+        _ => None,
+    }
+}
+
+fn strings(v: &Value) -> Vec<&str> {
+    match v {
+        Value::String(s) => vec![s.as_str()],
+        Value::Sequence(s) => s.iter().filter_map(|a| a.as_str()).collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn is_ref(v: &Value, target: &str) -> bool {
+    matches!(tagged(v), Some((tag, value)) if tag == "!Ref" && value.as_str() == Some(target))
+}
+
+/// `!If [condition, !Ref then, else]`: (condition, then's target, else).
+fn conditional_ref(v: &Value) -> Option<(&str, &str, &Value)> {
+    let (tag, args) = tagged(v)?;
+    if tag != "!If" {
+        return None;
+    }
+    let (_, then) = tagged(&args[1])?;
+    Some((args[0].as_str()?, then.as_str()?, &args[2]))
+}
+
+/// The key works on a fresh account: the account administers it, and every principal
+/// of the account (the functions, whoever CloudFormation creates the table as,
+/// eurochat-admin's operators) may use it through DynamoDB in this region only. No
+/// statement depends on role names (aws-cdk#18616, aws-cdk#10010).
+#[test]
+fn kms_key_policy_works_on_a_fresh_account() {
+    let t = template();
+    let statements = t["Resources"]["DataKey"]["Properties"]["KeyPolicy"]["Statement"]
+        .as_sequence()
+        .unwrap();
+    let text = serde_norway::to_string(statements).unwrap();
+    for fragile in ["role/", "PrincipalArn", "AWS::StackName"] {
+        assert!(!text.contains(fragile), "the key policy depends on {fragile}");
+    }
+    let usage = [
+        "kms:Encrypt",
+        "kms:Decrypt",
+        "kms:ReEncrypt*",
+        "kms:GenerateDataKey*",
+        "kms:DescribeKey",
+        "kms:CreateGrant",
+    ];
+    let admin = statements
+        .iter()
+        .find(|s| s["Sid"].as_str() == Some("AccountAdministration"))
+        .expect("an administration statement");
+    let Some((_, root)) = tagged(&admin["Principal"]["AWS"]) else {
+        panic!("the administrator is not a !Sub")
+    };
+    assert_eq!(root.as_str(), Some("arn:${AWS::Partition}:iam::${AWS::AccountId}:root"));
+    assert!(admin["Condition"].is_null());
+    let admin_actions = strings(&admin["Action"]);
+    for action in ["kms:Put*", "kms:Describe*", "kms:ScheduleKeyDeletion"] {
+        assert!(admin_actions.contains(&action), "administrators lack {action}");
+    }
+    for action in ["kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*"] {
+        assert!(!admin_actions.contains(&action), "{action} outside DynamoDB");
+    }
+    // Every statement that allows using the key requires DynamoDB in this region and a
+    // caller of this account.
+    let mut granted = BTreeSet::new();
+    for st in statements {
+        assert_eq!(st["Effect"].as_str(), Some("Allow"));
+        let actions = strings(&st["Action"]);
+        if !actions
+            .iter()
+            .any(|a| usage[..4].contains(a) || *a == "kms:CreateGrant")
+        {
+            continue;
+        }
+        let cond = &st["Condition"]["StringEquals"];
+        let Some((tag, via)) = tagged(&cond["kms:ViaService"]) else {
+            panic!("usage without kms:ViaService: {st:?}")
+        };
+        assert_eq!(
+            (tag.as_str(), via.as_str()),
+            ("!Sub", Some("dynamodb.${AWS::Region}.amazonaws.com"))
+        );
+        assert!(is_ref(&cond["kms:CallerAccount"], "AWS::AccountId"), "{st:?}");
+        granted.extend(actions);
+    }
+    for action in usage {
+        assert!(granted.contains(&action), "nobody may {action} through DynamoDB");
+    }
+    // The functions keep their own narrow grants, also through DynamoDB only.
+    for (name, f) in functions(&t) {
+        let kms: Vec<&Value> = f["Properties"]["Policies"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .flat_map(|p| p["Statement"].as_sequence().unwrap())
+            .filter(|st| strings(&st["Action"]).iter().any(|a| a.starts_with("kms:")))
+            .collect();
+        assert_eq!(kms.len(), 1, "{name}");
+        assert!(
+            !kms[0]["Condition"]["StringEquals"]["kms:ViaService"].is_null(),
+            "{name}"
+        );
+    }
+}
+
+/// WebSocket access logs need API Gateway's account-level CloudWatch role. The stack sets
+/// it unless told not to, and the stage waits for it when it does.
+#[test]
+fn api_gateway_account_role_is_optional_and_precedes_the_stage() {
+    let t = template();
+    let param = &t["Parameters"]["ManageApiGatewayAccountRole"];
+    assert_eq!(param["Default"].as_str(), Some("true"));
+    assert_eq!(strings(&param["AllowedValues"]), vec!["true", "false"]);
+    let Some((tag, args)) = tagged(&t["Conditions"]["ManageApiGatewayAccount"]) else {
+        panic!("no ManageApiGatewayAccount condition")
+    };
+    assert_eq!(tag, "!Equals");
+    assert!(is_ref(&args[0], "ManageApiGatewayAccountRole"));
+    assert_eq!(args[1].as_str(), Some("true"));
+
+    let account = &t["Resources"]["ApiGatewayAccount"];
+    assert_eq!(account["Type"].as_str(), Some("AWS::ApiGateway::Account"));
+    assert_eq!(account["Condition"].as_str(), Some("ManageApiGatewayAccount"));
+    let Some((tag, role)) = tagged(&account["Properties"]["CloudWatchRoleArn"]) else {
+        panic!("CloudWatchRoleArn is not a !GetAtt")
+    };
+    assert_eq!(
+        (tag.as_str(), role.as_str()),
+        ("!GetAtt", Some("ApiGatewayCloudWatchRole.Arn"))
+    );
+    let role = &t["Resources"]["ApiGatewayCloudWatchRole"];
+    assert_eq!(role["Type"].as_str(), Some("AWS::IAM::Role"));
+    assert_eq!(role["Condition"].as_str(), Some("ManageApiGatewayAccount"));
+    let trust = &role["Properties"]["AssumeRolePolicyDocument"]["Statement"][0];
+    assert_eq!(trust["Principal"]["Service"].as_str(), Some("apigateway.amazonaws.com"));
+    let managed = serde_norway::to_string(&role["Properties"]["ManagedPolicyArns"]).unwrap();
+    assert!(
+        managed.contains(":iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs"),
+        "{managed}"
+    );
+    // The setting is account-wide: deleting the stack must not pull it from other APIs.
+    for r in [account, role] {
+        assert_eq!(r["DeletionPolicy"].as_str(), Some("Retain"));
+    }
+
+    // DependsOn cannot be conditional; a conditional !Ref in the stage's tags is the
+    // dependency when the account resource exists, and nothing when it does not.
+    let stage = &t["Resources"]["WebSocketStage"];
+    let deps = strings(&stage["DependsOn"]);
+    assert!(!deps.contains(&"ApiGatewayAccount"), "an unconditional dependency");
+    let tags = stage["Properties"]["Tags"].as_mapping().expect("stage tags");
+    let refs: Vec<(&str, &str, &Value)> = tags.values().filter_map(conditional_ref).collect();
+    assert!(
+        refs.iter().any(|(c, target, other)| *c == "ManageApiGatewayAccount"
+            && *target == "ApiGatewayAccount"
+            && other.as_str().is_some()),
+        "the stage does not wait for ApiGatewayAccount: {tags:?}"
+    );
+}
+
+/// Two stacks in one account and region never collide: every explicit name is derived
+/// from the stack name (or from another of the stack's resources), and the retention
+/// schedule, which SAM names after its event, lives in a group CloudFormation names.
+#[test]
+fn explicit_names_are_unique_per_stack() {
+    let t = template();
+    // Properties that name something other than the resource itself, or a label
+    // that need not be unique (the alarm topic's DisplayName).
+    let not_a_resource_name = ["MetricName", "IndexName", "AttributeName", "DisplayName"];
+    for (logical, r) in resources(&t) {
+        let Some(props) = r["Properties"].as_mapping() else {
+            continue;
+        };
+        for (key, value) in props {
+            let key = key.as_str().unwrap();
+            if !key.ends_with("Name") || not_a_resource_name.contains(&key) {
+                continue;
+            }
+            match tagged(value) {
+                Some((tag, v)) if tag == "!Sub" => assert!(
+                    v.as_str().unwrap().contains("${AWS::StackName}"),
+                    "{logical}.{key} = {v:?} is not derived from the stack name"
+                ),
+                // A parameter scoped by another resource (StageName), or another resource.
+                Some((tag, _)) if tag == "!Ref" || tag == "!GetAtt" => {}
+                _ => panic!("{logical}.{key} is fixed: {value:?}"),
+            }
+        }
+    }
+    for (logical, r) in of_type(&t, "AWS::CloudWatch::Alarm")
+        .into_iter()
+        .chain(of_type(&t, "AWS::SNS::Topic"))
+        .chain(of_type(&t, "AWS::SQS::Queue"))
+        .chain(of_type(&t, "AWS::IAM::Role"))
+        .chain(of_type(&t, "AWS::Scheduler::ScheduleGroup"))
+    {
+        let p = &r["Properties"];
+        for key in ["AlarmName", "TopicName", "QueueName", "RoleName", "Name"] {
+            assert!(p[key].is_null(), "{logical} sets {key}");
+        }
+    }
+    let schedule = &t["Resources"]["RetentionFunction"]["Properties"]["Events"]["Schedule"];
+    assert_eq!(schedule["Type"].as_str(), Some("ScheduleV2"));
+    assert!(schedule["Properties"]["Name"].is_null());
+    let group = &schedule["Properties"]["GroupName"];
+    assert!(is_ref(group, "RetentionScheduleGroup"), "{group:?}");
+    assert_eq!(
+        t["Resources"]["RetentionScheduleGroup"]["Type"].as_str(),
+        Some("AWS::Scheduler::ScheduleGroup")
+    );
+}
+
+/// The WebSocket stage deploys itself on every change to routes and integrations; no
+/// Deployment resource pins it to the first set of routes.
+#[test]
+fn websocket_stage_auto_deploys() {
+    let t = template();
+    assert!(of_type(&t, "AWS::ApiGatewayV2::Deployment").is_empty());
+    let stage = &t["Resources"]["WebSocketStage"];
+    assert_eq!(stage["Properties"]["AutoDeploy"].as_bool(), Some(true));
+    assert!(stage["Properties"]["DeploymentId"].is_null());
+    // Created after every route, so its first deployment has them all.
+    let deps: BTreeSet<&str> = strings(&stage["DependsOn"]).into_iter().collect();
+    let routes: BTreeSet<String> = of_type(&t, "AWS::ApiGatewayV2::Route")
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(deps, routes.iter().map(String::as_str).collect::<BTreeSet<&str>>());
+}
+
+fn alarms(t: &Value) -> Vec<(String, &Value)> {
+    of_type(t, "AWS::CloudWatch::Alarm")
+}
+
+/// (namespace, metric, dimension value's `!Ref`/`!GetAtt` target) of each alarm.
+fn alarm_metrics(t: &Value) -> BTreeSet<(String, String, String)> {
+    let mut out = BTreeSet::new();
+    for (_, a) in alarms(t) {
+        let p = &a["Properties"];
+        for d in p["Dimensions"].as_sequence().unwrap() {
+            let (_, target) = tagged(&d["Value"]).expect("dimension is a reference");
+            out.insert((
+                p["Namespace"].as_str().unwrap().to_owned(),
+                p["MetricName"].as_str().unwrap().to_owned(),
+                target.as_str().unwrap().to_owned(),
+            ));
+        }
+    }
+    out
+}
+
+#[test]
+fn every_alarm_goes_to_one_topic_in_the_region() {
+    let t = template();
+    let param = &t["Parameters"]["AlarmTopicArn"];
+    assert_eq!(param["Default"].as_str(), Some(""));
+    // An SNS topic in an EU region (CloudWatch itself refuses one outside the alarm's region).
+    let pattern = param["AllowedPattern"].as_str().unwrap();
+    assert!(pattern.starts_with("^$|^arn:aws:sns:eu-"), "{pattern}");
+    let topic = &t["Resources"]["AlarmTopic"];
+    assert_eq!(topic["Type"].as_str(), Some("AWS::SNS::Topic"));
+    assert_eq!(topic["Condition"].as_str(), Some("CreateAlarmTopic"));
+    let output = conditional_ref(&t["Outputs"]["AlarmTopicArn"]["Value"]).expect("output");
+    assert_eq!((output.0, output.1), ("CreateAlarmTopic", "AlarmTopic"));
+    assert!(is_ref(output.2, "AlarmTopicArn"));
+    let list = alarms(&t);
+    assert!(!list.is_empty());
+    for (name, a) in list {
+        let actions = a["Properties"]["AlarmActions"].as_sequence().unwrap();
+        assert_eq!(actions.len(), 1, "{name}");
+        let (cond, then, other) = conditional_ref(&actions[0]).expect("a conditional topic");
+        assert_eq!((cond, then), ("CreateAlarmTopic", "AlarmTopic"), "{name}");
+        assert!(is_ref(other, "AlarmTopicArn"), "{name}");
+        assert!(a["Properties"]["AlarmName"].is_null(), "{name}");
+    }
+}
+
+#[test]
+fn alarms_cover_functions_retention_table_and_apis() {
+    let t = template();
+    let metrics = alarm_metrics(&t);
+    let has =
+        |ns: &str, metric: &str, target: &str| metrics.contains(&(ns.to_owned(), metric.to_owned(), target.to_owned()));
+    for (name, _) in functions(&t) {
+        for metric in ["Errors", "Throttles"] {
+            assert!(has("AWS/Lambda", metric, &name), "no {metric} alarm for {name}");
+        }
+    }
+    assert!(has(
+        "AWS/SQS",
+        "ApproximateNumberOfMessagesVisible",
+        "RetentionDeadLetters.QueueName"
+    ));
+    for metric in ["ReadThrottleEvents", "WriteThrottleEvents"] {
+        assert!(has("AWS/DynamoDB", metric, "ChatTable"), "{metric}");
+    }
+    assert!(has("AWS/ApiGateway", "5xx", "HttpApi"));
+    for metric in ["IntegrationError", "ExecutionError"] {
+        assert!(has("AWS/ApiGateway", metric, "WebSocketApi"), "{metric}");
+    }
+}
+
+/// X-Ray tracing is off unless asked for, and set once for every function.
+#[test]
+fn tracing_is_optional_and_off_by_default() {
+    let t = template();
+    let param = &t["Parameters"]["EnableTracing"];
+    assert_eq!(param["Default"].as_str(), Some("false"));
+    assert_eq!(strings(&param["AllowedValues"]), vec!["true", "false"]);
+    let Some((tag, args)) = tagged(&t["Globals"]["Function"]["Tracing"]) else {
+        panic!("Globals set no conditional Tracing")
+    };
+    assert_eq!(tag, "!If");
+    assert_eq!(args[0].as_str(), Some("TracingEnabled"));
+    assert_eq!(args[1].as_str(), Some("Active"));
+    assert!(is_ref(&args[2], "AWS::NoValue"));
+    for (name, f) in functions(&t) {
+        assert!(f["Properties"]["Tracing"].is_null(), "{name} overrides Tracing");
+    }
+}
