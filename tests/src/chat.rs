@@ -386,6 +386,16 @@ impl<B: Backend> Chat<B> {
         self.frames(conn).pop().unwrap_or(Value::Null)
     }
 
+    /// The `acme` site's audit trail (its first page, newest first), as the store serves it.
+    pub async fn audit_trail(&self) -> chat_core::storage::Page<AuditRecord> {
+        use chat_core::storage::AuditStore;
+        self.backend
+            .store()
+            .list_audit(&SiteId::parse(SITE).unwrap(), None, 10, self.now())
+            .await
+            .expect("list the audit trail")
+    }
+
     /// Stored items by kind, without the per-IP attempt counters.
     pub async fn stored(&self) -> BTreeMap<String, usize> {
         let mut c = self.backend.counts().await;

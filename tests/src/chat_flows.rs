@@ -1079,7 +1079,7 @@ pub async fn management_client_follows_the_request_domain_and_stage<B: Backend>(
 /// everything in it is erased, the visitor's connection is closed, an audit record without
 /// personal data is kept, and nobody else (visitor, other site) may do it.
 pub async fn agents_delete_conversations_and_close_the_visitor<B: Backend>(c: &Chat<B>) {
-    use chat_core::storage::{AuditStore, MessageStore};
+    use chat_core::storage::MessageStore;
     let v = visitor_online(c, "V1=").await;
     let keep = visitor_online(c, "V2=").await;
     for i in 0..3 {
@@ -1144,12 +1144,7 @@ pub async fn agents_delete_conversations_and_close_the_visitor<B: Backend>(c: &C
         1
     );
 
-    let audit = c
-        .backend
-        .store()
-        .list_audit(&SiteId::parse(SITE).unwrap(), None, 10, c.now())
-        .await
-        .unwrap();
+    let audit = c.audit_trail().await;
     assert_eq!(audit.items.len(), 1);
     let record = serde_json::to_string(&audit.items[0]).unwrap();
     for personal in [

@@ -126,12 +126,7 @@ pub async fn export_holds_everything_with_its_retention<B: Backend>(c: &Chat<B>)
     ] {
         assert!(r.body["retention"][kind].is_string(), "retention of {kind}");
     }
-    let audit = c
-        .backend
-        .store()
-        .list_audit(&SiteId::parse(SITE).unwrap(), None, 10, c.now())
-        .await
-        .unwrap();
+    let audit = c.audit_trail().await;
     assert_eq!(audit.items.len(), 1, "the export is audited");
     assert!(!serde_json::to_string(&audit.items[0]).unwrap().contains(&v.visitor_id));
 }
@@ -872,12 +867,7 @@ pub async fn exports_by_email_mark_every_session_unverified<B: Backend>(c: &Chat
     assert_eq!(doc.body["subject"]["foundBy"], "unverifiedEmail");
     let note = doc.body["note"].as_str().expect("a note");
     assert!(note.contains("verifies") && note.contains("someone else"), "{note}");
-    let audit = c
-        .backend
-        .store()
-        .list_audit(&SiteId::parse(SITE).unwrap(), None, 10, c.now())
-        .await
-        .unwrap();
+    let audit = c.audit_trail().await;
     assert_eq!(audit.items[0].counts.get("unverifiedEmailLookup"), Some(&1));
 
     let by_id = c

@@ -130,23 +130,7 @@ async fn agents_and_tokens() {
 }
 
 fn admin(table: &str, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_eurochat-admin"))
-        .args([
-            "--table",
-            table,
-            "--dynamodb-endpoint",
-            eurochat_tests::moto::moto().endpoint(),
-        ])
-        .args(args)
-        .env("EUROCHAT_AGENT_TOKEN_SECRET", "admin-cli-test-secret-32-bytes-long!")
-        .env_remove("AWS_REGION")
-        .output()
-        .expect("run eurochat-admin");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    admin_cli(table, &[], args)
 }
 
 #[test]
