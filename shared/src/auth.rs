@@ -173,8 +173,15 @@ pub struct AgentClaims {
 }
 
 /// Mints and verifies agent tokens.
+///
+/// Clones share one key set, so a rotation picked up while warm
+/// ([`AgentTokenKeys::replace`], from `crate::secrets`) reaches every holder.
 #[derive(Clone)]
 pub struct AgentTokenKeys {
+    keys: std::sync::Arc<std::sync::RwLock<KeyPair>>,
+}
+
+struct KeyPair {
     current: Vec<u8>,
     previous: Option<Vec<u8>>,
 }
@@ -225,9 +232,33 @@ impl AgentTokenKeys {
     /// Keys from the current secret and, while rotating, the previous one.
     pub fn new(current: &[u8], previous: Option<&[u8]>) -> Self {
         Self {
+            keys: std::sync::Arc::new(std::sync::RwLock::new(KeyPair {
+                current: current.to_vec(),
+                previous: previous.map(<[u8]>::to_vec),
+            })),
+        }
+    }
+
+    /// Keys for a function that was not granted the agent token secret: a random
+    /// key of this process's own. Every real token fails to verify against it (the
+    /// function fails closed), without an `Option` in every caller.
+    pub fn unusable() -> Self {
+        Self::new(&random_bytes::<32>(), None)
+    }
+
+    /// Swaps in a rotated key set (current and, while rotating, previous) for every clone.
+    pub fn replace(&self, current: &[u8], previous: Option<&[u8]>) {
+        let mut keys = self.keys.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        *keys = KeyPair {
             current: current.to_vec(),
             previous: previous.map(<[u8]>::to_vec),
-        }
+        };
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, KeyPair> {
+        // A panic while holding the lock cannot leave a half-written pair: `replace`
+        // assigns a whole value.
+        self.keys.read().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn mac(key: &[u8], msg: &[u8]) -> HmacSha256 {
@@ -258,7 +289,9 @@ impl AgentTokenKeys {
         // Serialising a struct of strings and integers cannot fail.
         let json = serde_json::to_vec(&claims).unwrap_or_default();
         let signed = format!("at1.{}", B64.encode(json));
-        let tag = Self::mac(&self.current, signed.as_bytes()).finalize().into_bytes();
+        let tag = Self::mac(&self.read().current, signed.as_bytes())
+            .finalize()
+            .into_bytes();
         format!("{signed}.{}", B64.encode(tag))
     }
 
@@ -267,9 +300,11 @@ impl AgentTokenKeys {
         let (signed, tag_b64) = token.rsplit_once('.').ok_or(AuthError::Malformed)?;
         let payload_b64 = signed.strip_prefix("at1.").ok_or(AuthError::Malformed)?;
         let tag = B64.decode(tag_b64).map_err(|_| AuthError::Malformed)?;
-        let ok = std::iter::once(&self.current)
-            .chain(self.previous.as_ref())
+        let keys = self.read();
+        let ok = std::iter::once(&keys.current)
+            .chain(keys.previous.as_ref())
             .any(|key| Self::mac(key, signed.as_bytes()).verify_slice(&tag).is_ok());
+        drop(keys);
         if !ok {
             return Err(AuthError::Invalid);
         }
@@ -353,6 +388,13 @@ impl Pseudonymizer {
     /// A pseudonymizer with the given secret key.
     pub fn new(key: &[u8]) -> Self {
         Self { key: key.to_vec() }
+    }
+
+    /// A pseudonymizer for a function that was not granted the pseudonym key: a
+    /// random key of this process's own, so nothing it could hash links to any
+    /// stored pseudonym.
+    pub fn unusable() -> Self {
+        Self::new(&random_bytes::<32>())
     }
 
     fn hash(&self, label: &str, parts: &[&str]) -> String {
@@ -518,7 +560,7 @@ mod tests {
             exp,
         };
         let signed = format!("at1.{}", B64.encode(serde_json::to_vec(&claims).unwrap()));
-        let tag = AgentTokenKeys::mac(&keys.current, signed.as_bytes())
+        let tag = AgentTokenKeys::mac(&keys.read().current, signed.as_bytes())
             .finalize()
             .into_bytes();
         format!("{signed}.{}", B64.encode(tag))

@@ -46,12 +46,23 @@ pub mod vars {
     pub const DYNAMODB_ENDPOINT: &str = "EUROCHAT_DYNAMODB_ENDPOINT";
     /// API Gateway management endpoint override (local mode only, loopback only).
     pub const APIGW_ENDPOINT: &str = "EUROCHAT_APIGW_ENDPOINT";
-    /// Secret for signing agent tokens (at least 32 bytes).
+    /// Secret for signing agent tokens (at least 32 bytes). A value: local mode and
+    /// operators' machines only; a deployed function gets [`AGENT_TOKEN_SECRET_ARN`].
     pub const AGENT_TOKEN_SECRET: &str = "EUROCHAT_AGENT_TOKEN_SECRET";
-    /// Previous agent token secret, accepted for verification during a rotation.
+    /// Previous agent token secret, accepted for verification during a rotation (a value, like the above).
     pub const AGENT_TOKEN_SECRET_PREVIOUS: &str = "EUROCHAT_AGENT_TOKEN_SECRET_PREVIOUS";
-    /// Key for pseudonyms (audit subject hashes, email lookups, IP rate keys), at least 32 bytes.
+    /// Key for pseudonyms (audit subject hashes, email lookups, IP rate keys), at least 32 bytes
+    /// (a value; a deployed function gets [`PSEUDONYM_KEY_ARN`]).
     pub const PSEUDONYM_KEY: &str = "EUROCHAT_PSEUDONYM_KEY";
+    /// Secrets Manager secret holding the agent token secret. Its `AWSCURRENT` version
+    /// signs and verifies, its `AWSPREVIOUS` version (after a rotation) still verifies.
+    pub const AGENT_TOKEN_SECRET_ARN: &str = "EUROCHAT_AGENT_TOKEN_SECRET_ARN";
+    /// Secrets Manager secret holding the pseudonym key (`AWSCURRENT` only).
+    pub const PSEUDONYM_KEY_ARN: &str = "EUROCHAT_PSEUDONYM_KEY_ARN";
+    /// Secrets Manager endpoint override (local mode only, loopback only; default: the DynamoDB one).
+    pub const SECRETSMANAGER_ENDPOINT: &str = "EUROCHAT_SECRETSMANAGER_ENDPOINT";
+    /// Set by Lambda in every function: secret values in the environment are refused there.
+    pub const LAMBDA_FUNCTION_NAME: &str = "AWS_LAMBDA_FUNCTION_NAME";
     /// Maximum message text in bytes (default 4096).
     pub const MAX_MESSAGE_BYTES: &str = "EUROCHAT_MAX_MESSAGE_BYTES";
     /// Messages a session may send per minute (default 30).
@@ -73,7 +84,7 @@ pub mod vars {
     pub const MAX_IP_RETENTION_DAYS: &str = "EUROCHAT_MAX_IP_RETENTION_DAYS";
 
     /// Every variable [`super::Config::from_lookup`] reads.
-    pub const ALL: [&str; 17] = [
+    pub const ALL: [&str; 21] = [
         REGION,
         TABLE_NAME,
         LOCAL_MODE,
@@ -82,6 +93,10 @@ pub mod vars {
         AGENT_TOKEN_SECRET,
         AGENT_TOKEN_SECRET_PREVIOUS,
         PSEUDONYM_KEY,
+        AGENT_TOKEN_SECRET_ARN,
+        PSEUDONYM_KEY_ARN,
+        SECRETSMANAGER_ENDPOINT,
+        LAMBDA_FUNCTION_NAME,
         MAX_MESSAGE_BYTES,
         MESSAGES_PER_MINUTE,
         CONNECTS_PER_MINUTE,
@@ -108,6 +123,15 @@ pub enum ConfigError {
         /// What is wrong.
         why: &'static str,
     },
+    /// A secret could not be read from Secrets Manager (the reason names the
+    /// error code, never a value).
+    #[error("{var}: the secret could not be read from Secrets Manager: {why}")]
+    SecretUnreadable {
+        /// The variable naming the secret.
+        var: &'static str,
+        /// What went wrong (an error code).
+        why: String,
+    },
     /// The region is outside the EU.
     #[error(
         "AWS_REGION {0} is outside the EU; eurochat runs only in eu-central-1, eu-west-1, eu-west-3, eu-north-1, eu-south-1 or eu-south-2 (set EUROCHAT_LOCAL_MODE=true with a loopback EUROCHAT_DYNAMODB_ENDPOINT for local runs)"
@@ -122,6 +146,45 @@ pub struct LocalEndpoints {
     pub dynamodb: String,
     /// API Gateway management API, if not derived from the request.
     pub apigw: Option<String>,
+    /// Secrets Manager (moto), if not the DynamoDB endpoint.
+    pub secretsmanager: Option<String>,
+}
+
+/// A secret a function may be granted. Each function's `main.rs` names the ones
+/// it uses; the others are [`AgentTokenKeys::unusable`] / [`Pseudonymizer::unusable`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Secret {
+    /// The agent token signing secret (current and previous).
+    AgentToken,
+    /// The pseudonym key.
+    PseudonymKey,
+}
+
+impl Secret {
+    /// The variable holding the secret's Secrets Manager ARN.
+    pub fn arn_var(self) -> &'static str {
+        match self {
+            Self::AgentToken => vars::AGENT_TOKEN_SECRET_ARN,
+            Self::PseudonymKey => vars::PSEUDONYM_KEY_ARN,
+        }
+    }
+
+    /// The variable holding the secret's value (local mode, operators).
+    pub fn value_var(self) -> &'static str {
+        match self {
+            Self::AgentToken => vars::AGENT_TOKEN_SECRET,
+            Self::PseudonymKey => vars::PSEUDONYM_KEY,
+        }
+    }
+}
+
+/// Secrets named by ARN that [`Config::cold_start`] still has to read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SecretArns {
+    /// The agent token secret's ARN, if the function uses it and it comes from Secrets Manager.
+    pub agent_token: Option<String>,
+    /// The pseudonym key's ARN, likewise.
+    pub pseudonym_key: Option<String>,
 }
 
 /// The validated configuration every function shares.
@@ -154,6 +217,33 @@ pub struct Config {
     pub policy_limit: RetentionPolicy,
 }
 
+/// Which variable to name when a needed secret is not given: inside Lambda the
+/// ARN (values are refused there), elsewhere the value.
+fn missing_var(secret: Secret, in_lambda: bool) -> &'static str {
+    if in_lambda {
+        secret.arn_var()
+    } else {
+        secret.value_var()
+    }
+}
+
+/// An agent token secret must not double as the pseudonym key: a key shared
+/// between two purposes lets one purpose's outputs help attack the other.
+pub fn check_distinct(current: &[u8], previous: Option<&[u8]>, pseudonym_key: &[u8]) -> Result<(), ConfigError> {
+    for (var, key) in [
+        (vars::AGENT_TOKEN_SECRET, Some(current)),
+        (vars::AGENT_TOKEN_SECRET_PREVIOUS, previous),
+    ] {
+        if key == Some(pseudonym_key) {
+            return Err(ConfigError::Invalid {
+                var,
+                why: "must differ from EUROCHAT_PSEUDONYM_KEY",
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Whether a region may hold eurochat data.
 pub fn is_eu_region(region: &str) -> bool {
     EU_REGIONS.contains(&region)
@@ -177,13 +267,33 @@ fn loopback_endpoint(var: &'static str, value: &str) -> Result<String, ConfigErr
 }
 
 impl Config {
-    /// Reads and validates the process environment.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|k| std::env::var(k).ok())
+    /// Reads and validates configuration from any lookup (tests, the local gateway,
+    /// the admin CLI), with both secrets given as values.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let (config, arns) = Self::from_lookup_for(get, &[Secret::AgentToken, Secret::PseudonymKey])?;
+        // Only `cold_start` reads Secrets Manager.
+        if let Some(secret) = [
+            (Secret::AgentToken, &arns.agent_token),
+            (Secret::PseudonymKey, &arns.pseudonym_key),
+        ]
+        .into_iter()
+        .find_map(|(secret, arn)| arn.as_ref().map(|_| secret))
+        {
+            return Err(ConfigError::Missing(secret.value_var()));
+        }
+        Ok(config)
     }
 
-    /// Reads and validates configuration from any lookup (tests, the local gateway).
-    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+    /// Reads and validates configuration for a function that uses `needs`. Each
+    /// needed secret comes as a value (local mode, operators' machines) or as a
+    /// Secrets Manager ARN, returned in [`SecretArns`] for the caller to read;
+    /// secrets not needed get unusable random keys. Inside Lambda outside local
+    /// mode, secret values in the environment are refused: anyone allowed
+    /// `lambda:GetFunctionConfiguration` could read them.
+    pub fn from_lookup_for(
+        get: impl Fn(&str) -> Option<String>,
+        needs: &[Secret],
+    ) -> Result<(Self, SecretArns), ConfigError> {
         let get = |k: &str| get(k).filter(|v| !v.trim().is_empty());
         let local_mode = match get(vars::LOCAL_MODE).as_deref() {
             None | Some("false") | Some("0") => false,
@@ -202,10 +312,17 @@ impl Config {
                 apigw: get(vars::APIGW_ENDPOINT)
                     .map(|v| loopback_endpoint(vars::APIGW_ENDPOINT, &v))
                     .transpose()?,
+                secretsmanager: get(vars::SECRETSMANAGER_ENDPOINT)
+                    .map(|v| loopback_endpoint(vars::SECRETSMANAGER_ENDPOINT, &v))
+                    .transpose()?,
             })
         } else {
             // Endpoint overrides outside local mode could send EU data anywhere.
-            for var in [vars::DYNAMODB_ENDPOINT, vars::APIGW_ENDPOINT] {
+            for var in [
+                vars::DYNAMODB_ENDPOINT,
+                vars::APIGW_ENDPOINT,
+                vars::SECRETSMANAGER_ENDPOINT,
+            ] {
                 if get(var).is_some() {
                     return Err(ConfigError::Invalid {
                         var,
@@ -224,9 +341,7 @@ impl Config {
             return Err(ConfigError::RegionOutsideEu(region));
         }
         let table_name = get(vars::TABLE_NAME).ok_or(ConfigError::Missing(vars::TABLE_NAME))?;
-        // Secrets must look random (see `auth::secret_weakness`), and an agent token
-        // secret must not double as the pseudonym key: a key shared between two
-        // purposes lets one purpose's outputs help attack the other.
+        // Secrets must look random (see `auth::secret_weakness`).
         let secret = |var: &'static str| -> Result<Option<Vec<u8>>, ConfigError> {
             match get(var) {
                 None => Ok(None),
@@ -236,20 +351,65 @@ impl Config {
                 },
             }
         };
-        let current = secret(vars::AGENT_TOKEN_SECRET)?.ok_or(ConfigError::Missing(vars::AGENT_TOKEN_SECRET))?;
-        let previous = secret(vars::AGENT_TOKEN_SECRET_PREVIOUS)?;
-        let pseudonym_key = secret(vars::PSEUDONYM_KEY)?.ok_or(ConfigError::Missing(vars::PSEUDONYM_KEY))?;
-        for (var, key) in [
-            (vars::AGENT_TOKEN_SECRET, Some(&current)),
-            (vars::AGENT_TOKEN_SECRET_PREVIOUS, previous.as_ref()),
-        ] {
-            if key == Some(&pseudonym_key) {
-                return Err(ConfigError::Invalid {
-                    var,
-                    why: "must differ from EUROCHAT_PSEUDONYM_KEY",
-                });
+        let in_lambda = get(vars::LAMBDA_FUNCTION_NAME).is_some();
+        if in_lambda && !local_mode {
+            for var in [
+                vars::AGENT_TOKEN_SECRET,
+                vars::AGENT_TOKEN_SECRET_PREVIOUS,
+                vars::PSEUDONYM_KEY,
+            ] {
+                if get(var).is_some() {
+                    return Err(ConfigError::Invalid {
+                        var,
+                        why: "secret values must not be in a deployed function's environment; set the secret's ARN (EUROCHAT_AGENT_TOKEN_SECRET_ARN, EUROCHAT_PSEUDONYM_KEY_ARN) instead",
+                    });
+                }
             }
         }
+        let arn = |s: Secret| -> Result<Option<String>, ConfigError> {
+            match get(s.arn_var()) {
+                None => Ok(None),
+                Some(v) if v.starts_with("arn:") || local_mode => Ok(Some(v.trim().to_owned())),
+                Some(_) => Err(ConfigError::Invalid {
+                    var: s.arn_var(),
+                    why: "must be a Secrets Manager secret ARN (arn:aws:secretsmanager:…)",
+                }),
+            }
+        };
+        let mut arns = SecretArns::default();
+        let (agent_keys, pseudonymizer) = {
+            let agent = if needs.contains(&Secret::AgentToken) {
+                match (secret(vars::AGENT_TOKEN_SECRET)?, arn(Secret::AgentToken)?) {
+                    (Some(current), _) => Some((current, secret(vars::AGENT_TOKEN_SECRET_PREVIOUS)?)),
+                    (None, Some(a)) => {
+                        arns.agent_token = Some(a);
+                        None
+                    }
+                    (None, None) => return Err(ConfigError::Missing(missing_var(Secret::AgentToken, in_lambda))),
+                }
+            } else {
+                None
+            };
+            let pseudonym = if needs.contains(&Secret::PseudonymKey) {
+                match (secret(vars::PSEUDONYM_KEY)?, arn(Secret::PseudonymKey)?) {
+                    (Some(key), _) => Some(key),
+                    (None, Some(a)) => {
+                        arns.pseudonym_key = Some(a);
+                        None
+                    }
+                    (None, None) => return Err(ConfigError::Missing(missing_var(Secret::PseudonymKey, in_lambda))),
+                }
+            } else {
+                None
+            };
+            if let (Some((current, previous)), Some(key)) = (&agent, &pseudonym) {
+                check_distinct(current, previous.as_deref(), key)?;
+            }
+            (
+                agent.map_or_else(AgentTokenKeys::unusable, |(c, p)| AgentTokenKeys::new(&c, p.as_deref())),
+                pseudonym.map_or_else(Pseudonymizer::unusable, |k| Pseudonymizer::new(&k)),
+            )
+        };
         let number = |var: &'static str, default: usize, range: std::ops::RangeInclusive<usize>| match get(var) {
             None => Ok(default),
             Some(v) => v
@@ -315,12 +475,12 @@ impl Config {
             },
             ip_retention_days: number(vars::MAX_IP_RETENTION_DAYS, max_days, 1..=max_days)? as u32,
         };
-        Ok(Self {
+        let config = Self {
             region,
             table_name,
             local,
-            agent_keys: AgentTokenKeys::new(&current, previous.as_deref()),
-            pseudonymizer: Pseudonymizer::new(&pseudonym_key),
+            agent_keys,
+            pseudonymizer,
             max_message_bytes,
             message_rate,
             connect_rate,
@@ -328,7 +488,8 @@ impl Config {
             export_rate,
             ws_management_endpoint,
             policy_limit,
-        })
+        };
+        Ok((config, arns))
     }
 
     /// The AWS SDK configuration for this config: the function's region, and in
@@ -344,17 +505,6 @@ impl Config {
             None => loader,
         };
         loader.load().await
-    }
-
-    /// What every function does at cold start: install logging, read and validate
-    /// the configuration (logging why and refusing to start if it is invalid),
-    /// and build the AWS SDK configuration and the DynamoDB store once.
-    pub async fn cold_start() -> Result<(Self, aws_config::SdkConfig, crate::storage::DynamoStore), ConfigError> {
-        crate::telemetry::init();
-        let config = Self::from_env().inspect_err(|e| tracing::error!(error = %e, "refusing to start"))?;
-        let sdk = config.aws_sdk_config().await;
-        let store = config.dynamo_store(&sdk);
-        Ok((config, sdk, store))
     }
 
     /// The DynamoDB store for this configuration's table, with a client built from `sdk`.
@@ -615,4 +765,88 @@ mod tests {
         env.insert(vars::MAX_MESSAGE_BYTES, "2000".to_owned());
         assert_eq!(load(&env).unwrap().max_message_bytes, 2000);
     }
+
+    const AGENT_ARN: &str = "arn:aws:secretsmanager:eu-central-1:123456789012:secret:eurochat-agent-AbCdEf";
+    const PSEUDONYM_ARN: &str = "arn:aws:secretsmanager:eu-central-1:123456789012:secret:eurochat-pseudo-AbCdEf";
+
+    fn lambda_env() -> HashMap<&'static str, String> {
+        HashMap::from([
+            (vars::REGION, "eu-central-1".to_owned()),
+            (vars::TABLE_NAME, "eurochat".to_owned()),
+            (vars::LAMBDA_FUNCTION_NAME, "eurochat-connect".to_owned()),
+            (vars::AGENT_TOKEN_SECRET_ARN, AGENT_ARN.to_owned()),
+            (vars::PSEUDONYM_KEY_ARN, PSEUDONYM_ARN.to_owned()),
+        ])
+    }
+
+    fn load_for(env: &HashMap<&'static str, String>, needs: &[Secret]) -> Result<(Config, SecretArns), ConfigError> {
+        Config::from_lookup_for(|k| env.get(k).cloned(), needs)
+    }
+
+    #[test]
+    fn a_deployed_function_gets_secret_arns_to_read() {
+        let both = [Secret::AgentToken, Secret::PseudonymKey];
+        let (_, arns) = load_for(&lambda_env(), &both).unwrap();
+        assert_eq!(arns.agent_token.as_deref(), Some(AGENT_ARN));
+        assert_eq!(arns.pseudonym_key.as_deref(), Some(PSEUDONYM_ARN));
+        // Only what the function uses is read; the rest stays unread and unusable.
+        let (_, arns) = load_for(&lambda_env(), &[Secret::PseudonymKey]).unwrap();
+        assert_eq!(arns.agent_token, None);
+        let (config, arns) = load_for(&lambda_env(), &[]).unwrap();
+        assert_eq!(arns, SecretArns::default());
+        let token = AgentTokenKeys::new(b"agent-token-secret-for-config-tests", None).mint(
+            &crate::domain::SiteId::parse("demo").unwrap(),
+            &crate::domain::AgentId::parse("ana").unwrap(),
+            crate::domain::AgentRole::Agent,
+            crate::clock::Timestamp::from_secs(1_800_000_000),
+            Duration::from_secs(3600),
+        );
+        assert!(
+            config
+                .agent_keys
+                .verify(&token, crate::clock::Timestamp::from_secs(1_800_000_000))
+                .is_err(),
+            "a function not granted the secret verifies nothing"
+        );
+        // A needed secret with neither value nor ARN is named by its ARN variable in Lambda.
+        let mut env = lambda_env();
+        env.remove(vars::PSEUDONYM_KEY_ARN);
+        assert_eq!(
+            load_for(&env, &both).unwrap_err(),
+            ConfigError::Missing(vars::PSEUDONYM_KEY_ARN)
+        );
+        env.insert(vars::PSEUDONYM_KEY_ARN, "eurochat-pseudo".into());
+        assert_eq!(
+            load_for(&env, &both).unwrap_err().to_string(),
+            "EUROCHAT_PSEUDONYM_KEY_ARN is invalid: must be a Secrets Manager secret ARN (arn:aws:secretsmanager:…)"
+        );
+        // `from_lookup` cannot read Secrets Manager and says which value it lacks.
+        let env = lambda_env();
+        assert_eq!(
+            Config::from_lookup(|k| env.get(k).cloned()).unwrap_err(),
+            ConfigError::Missing(vars::AGENT_TOKEN_SECRET)
+        );
+    }
+
+    #[test]
+    fn secret_values_are_refused_in_a_deployed_function() {
+        for var in [
+            vars::AGENT_TOKEN_SECRET,
+            vars::AGENT_TOKEN_SECRET_PREVIOUS,
+            vars::PSEUDONYM_KEY,
+        ] {
+            let mut env = lambda_env();
+            env.insert(var, "a-perfectly-random-looking-secret-0123456789".into());
+            let err = load_for(&env, &[]).unwrap_err();
+            assert!(matches!(err, ConfigError::Invalid { var: v, .. } if v == var), "{var}: {err}");
+            assert!(!err.to_string().contains("random-looking"), "never the value");
+            // Local mode (the local gateway, tests, moto) may pass values.
+            env.insert(vars::LOCAL_MODE, "true".into());
+            env.insert(vars::DYNAMODB_ENDPOINT, "http://127.0.0.1:8000".into());
+            assert!(load_for(&env, &[]).is_ok(), "{var} in local mode");
+        }
+        // Outside Lambda (an operator's machine) values are fine too.
+        assert!(load(&base()).is_ok());
+    }
+
 }

@@ -7,6 +7,8 @@
 //! - [`gateway`]: sending frames to WebSocket clients.
 //! - [`auth`]: visitor tokens, agent tokens, keyed pseudonyms.
 //! - [`config`]: typed configuration and the EU residency guard.
+//! - [`secrets`]: secrets from Secrets Manager, re-read while warm.
+//! - [`startup`]: what every function does at cold start.
 //! - [`error`]: the one mapping from errors to HTTP and WebSocket responses.
 //! - [`gdpr`]: who may ask, whose data, export and erasure.
 //! - [`telemetry`]: JSON logging without personal data.
@@ -24,6 +26,8 @@ pub mod error;
 pub mod gateway;
 pub mod gdpr;
 pub mod policy;
+pub mod secrets;
 pub mod security_log;
+pub mod startup;
 pub mod storage;
 pub mod telemetry;

@@ -240,9 +240,17 @@ fn every_variable_the_config_reads_is_set() {
     // Set by Lambda itself, or only meaningful in local runs.
     let not_in_template = [
         vars::REGION,
+        vars::LAMBDA_FUNCTION_NAME,
         vars::LOCAL_MODE,
         vars::DYNAMODB_ENDPOINT,
         vars::APIGW_ENDPOINT,
+        vars::SECRETSMANAGER_ENDPOINT,
+        // Secret values never; secret ARNs only where used (checked below).
+        vars::AGENT_TOKEN_SECRET,
+        vars::AGENT_TOKEN_SECRET_PREVIOUS,
+        vars::PSEUDONYM_KEY,
+        vars::AGENT_TOKEN_SECRET_ARN,
+        vars::PSEUDONYM_KEY_ARN,
     ];
     let global: BTreeSet<String> = t["Globals"]["Function"]["Environment"]["Variables"]
         .as_mapping()
@@ -259,16 +267,74 @@ fn every_variable_the_config_reads_is_set() {
             assert!(set.contains(*var), "{name} lacks {var}");
         }
     }
-    // Secrets come by reference, never as literals.
-    let env = &t["Globals"]["Function"]["Environment"]["Variables"];
-    for secret in [vars::AGENT_TOKEN_SECRET, vars::PSEUDONYM_KEY] {
-        let Value::Tagged(sub) = &env[secret] else {
-            panic!("{secret} is not a !Sub")
-        };
-        assert!(
-            sub.value.as_str().unwrap().starts_with("{{resolve:secretsmanager:"),
-            "{secret}"
-        );
+    // Secret values never appear in any environment, not even resolved references.
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml")).unwrap();
+    assert!(!text.contains("resolve:secretsmanager"), "a resolved secret lands in plain text");
+    for var in [
+        vars::AGENT_TOKEN_SECRET,
+        vars::AGENT_TOKEN_SECRET_PREVIOUS,
+        vars::PSEUDONYM_KEY,
+    ] {
+        assert!(!global.contains(var), "{var} in Globals");
+        for (name, f) in functions(&t) {
+            assert!(
+                f["Properties"]["Environment"]["Variables"][var].is_null(),
+                "{name} has {var}"
+            );
+        }
+    }
+}
+
+/// Each function gets exactly the secrets its `main.rs` asks `cold_start` for: the
+/// ARN in its environment, `secretsmanager:GetSecretValue` on that secret only, and
+/// nothing for the secrets it does not use.
+#[test]
+fn each_function_is_granted_exactly_the_secrets_it_reads() {
+    use chat_core::config::vars;
+    let t = template();
+    let secrets = [
+        ("Secret::AgentToken", vars::AGENT_TOKEN_SECRET_ARN, "AgentTokenSecret"),
+        ("Secret::PseudonymKey", vars::PSEUDONYM_KEY_ARN, "PseudonymKeySecret"),
+    ];
+    let mut granted_somewhere = BTreeSet::new();
+    for (name, f) in functions(&t) {
+        let code = f["Properties"]["CodeUri"].as_str().unwrap();
+        let main = std::fs::read_to_string(format!("{}/../{code}/src/main.rs", env!("CARGO_MANIFEST_DIR"))).unwrap();
+        let call = main
+            .split_once("cold_start(&[")
+            .and_then(|(_, rest)| rest.split_once("])"))
+            .map(|(needs, _)| needs.to_owned())
+            .unwrap_or_else(|| panic!("{code}/src/main.rs does not call cold_start(&[..])"));
+        let env = &f["Properties"]["Environment"]["Variables"];
+        let readable: BTreeSet<String> = f["Properties"]["Policies"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .flat_map(|p| p["Statement"].as_sequence().cloned().unwrap_or_default())
+            .filter(|st| strings(&st["Action"]).contains(&"secretsmanager:GetSecretValue"))
+            .flat_map(|st| st["Resource"].as_sequence().cloned().unwrap_or_default())
+            .filter_map(|r| conditional_ref(&r).map(|(_, then, _)| then.to_owned()))
+            .collect();
+        for (needed, var, resource) in secrets {
+            let uses = call.contains(needed);
+            assert_eq!(!env[var].is_null(), uses, "{name}: {var} in the environment");
+            if uses {
+                let (cond, then, otherwise) = conditional_ref(&env[var]).expect("!If [Create…, !Ref secret, !Ref parameter]");
+                assert_eq!((cond, then), (format!("Create{resource}").as_str(), resource), "{name}");
+                assert!(is_ref(otherwise, &format!("{resource}Arn")), "{name}");
+                granted_somewhere.insert(resource);
+            }
+            assert_eq!(readable.contains(resource), uses, "{name}: may read {resource}");
+        }
+    }
+    assert_eq!(granted_somewhere.len(), 2, "both secrets are used");
+    for (_, _, resource) in secrets {
+        let r = &t["Resources"][resource];
+        assert_eq!(r["Type"].as_str(), Some("AWS::SecretsManager::Secret"));
+        assert!(is_ref(&r["Properties"]["KmsKeyId"], "DataKey"), "{resource} uses the stack's key");
+        assert!(r["Properties"]["Name"].is_null(), "{resource}: generated name, no collisions");
+        assert!(r["Properties"]["SecretString"].is_null(), "{resource}: no value in the template");
+        assert!(r["Properties"]["GenerateSecretString"]["PasswordLength"].as_u64() >= Some(32));
     }
 }
 
@@ -432,12 +498,22 @@ fn kms_key_policy_works_on_a_fresh_account() {
             continue;
         }
         let cond = &st["Condition"]["StringEquals"];
-        let Some((tag, via)) = tagged(&cond["kms:ViaService"]) else {
+        let Some(via) = cond["kms:ViaService"].as_sequence() else {
             panic!("usage without kms:ViaService: {st:?}")
         };
+        let via: BTreeSet<(String, Option<&str>)> = via
+            .iter()
+            .filter_map(tagged)
+            .map(|(tag, v)| (tag, v.as_str()))
+            .collect();
+        let sub = |s: &'static str| ("!Sub".to_owned(), Some(s));
         assert_eq!(
-            (tag.as_str(), via.as_str()),
-            ("!Sub", Some("dynamodb.${AWS::Region}.amazonaws.com"))
+            via,
+            BTreeSet::from([
+                sub("dynamodb.${AWS::Region}.amazonaws.com"),
+                sub("secretsmanager.${AWS::Region}.amazonaws.com")
+            ]),
+            "the key is used only through DynamoDB and Secrets Manager"
         );
         assert!(is_ref(&cond["kms:CallerAccount"], "AWS::AccountId"), "{st:?}");
         granted.extend(actions);
@@ -445,7 +521,8 @@ fn kms_key_policy_works_on_a_fresh_account() {
     for action in usage {
         assert!(granted.contains(&action), "nobody may {action} through DynamoDB");
     }
-    // The functions keep their own narrow grants, also through DynamoDB only.
+    // The functions keep their own narrow grants: through DynamoDB, and (only for
+    // decrypting their secrets) through Secrets Manager.
     for (name, f) in functions(&t) {
         let kms: Vec<&Value> = f["Properties"]["Policies"]
             .as_sequence()
@@ -454,11 +531,18 @@ fn kms_key_policy_works_on_a_fresh_account() {
             .flat_map(|p| p["Statement"].as_sequence().unwrap())
             .filter(|st| strings(&st["Action"]).iter().any(|a| a.starts_with("kms:")))
             .collect();
-        assert_eq!(kms.len(), 1, "{name}");
-        assert!(
-            !kms[0]["Condition"]["StringEquals"]["kms:ViaService"].is_null(),
-            "{name}"
-        );
+        assert!(matches!(kms.len(), 1 | 2), "{name}");
+        for st in kms {
+            let (tag, via) = tagged(&st["Condition"]["StringEquals"]["kms:ViaService"]).expect("ViaService");
+            assert_eq!(tag, "!Sub", "{name}");
+            match via.as_str() {
+                Some("dynamodb.${AWS::Region}.amazonaws.com") => {}
+                Some("secretsmanager.${AWS::Region}.amazonaws.com") => {
+                    assert_eq!(strings(&st["Action"]), ["kms:Decrypt"], "{name}: secrets are only read")
+                }
+                other => panic!("{name}: kms through {other:?}"),
+            }
+        }
     }
 }
 

@@ -2,18 +2,22 @@
 
 use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 use chat_core::clock::SystemClock;
-use chat_core::config::Config;
+use chat_core::config::Secret;
+use chat_core::startup::{Started, cold_start};
 use lambda_runtime::{LambdaEvent, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    let (config, _sdk, store) = Config::cold_start().await?;
+    let started = cold_start(&[Secret::AgentToken, Secret::PseudonymKey]).await?;
+    let Started { config, store, .. } = &started;
     let deps = connect::Deps {
-        store: &store,
+        store,
         clock: &SystemClock,
-        config: &config,
+        config,
     };
     lambda_runtime::run(service_fn(|event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| {
+        // A rotated agent token secret reaches a warm function within minutes.
+        started.before_invocation();
         let deps = &deps;
         async move { Ok::<_, std::convert::Infallible>(connect::handle(event.payload, deps).await) }
     }))

@@ -2,16 +2,18 @@
 
 use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use chat_core::clock::SystemClock;
-use chat_core::config::Config;
+use chat_core::config::Secret;
+use chat_core::startup::{Started, cold_start};
 use lambda_runtime::{LambdaEvent, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    let (config, _sdk, store) = Config::cold_start().await?;
+    let started = cold_start(&[Secret::PseudonymKey]).await?;
+    let Started { config, store, .. } = &started;
     let deps = create_session::Deps {
-        store: &store,
+        store,
         clock: &SystemClock,
-        config: &config,
+        config,
     };
     lambda_runtime::run(service_fn(|event: LambdaEvent<ApiGatewayV2httpRequest>| {
         let deps = &deps;

@@ -2,13 +2,15 @@
 
 use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use chat_core::clock::SystemClock;
-use chat_core::config::{Config, vars};
+use chat_core::config::{Secret, vars};
 use chat_core::gateway::ManagementClients;
+use chat_core::startup::{Started, cold_start};
 use lambda_runtime::{LambdaEvent, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    let (config, sdk, store) = Config::cold_start().await?;
+    let started = cold_start(&[Secret::AgentToken, Secret::PseudonymKey]).await?;
+    let Started { config, sdk, store, .. } = &started;
     // Erasure closes the subject's live connections, so it must know the WebSocket API.
     let override_endpoint = config.local.as_ref().and_then(|l| l.apigw.clone());
     let endpoint = override_endpoint
@@ -18,14 +20,16 @@ async fn main() -> Result<(), lambda_runtime::Error> {
             tracing::error!(var = vars::WS_MANAGEMENT_ENDPOINT, "refusing to start: not set");
             format!("{} is not set", vars::WS_MANAGEMENT_ENDPOINT)
         })?;
-    let gateway = ManagementClients::new(sdk, override_endpoint).for_endpoint(&endpoint);
+    let gateway = ManagementClients::new(sdk.clone(), override_endpoint).for_endpoint(&endpoint);
     let deps = gdpr_delete::Deps {
-        store: &store,
+        store,
         gateway: gateway.as_ref(),
         clock: &SystemClock,
-        config: &config,
+        config,
     };
     lambda_runtime::run(service_fn(|event: LambdaEvent<ApiGatewayV2httpRequest>| {
+        // A rotated agent token secret reaches a warm function within minutes.
+        started.before_invocation();
         let deps = &deps;
         async move { Ok::<_, std::convert::Infallible>(gdpr_delete::handle(event.payload, deps).await) }
     }))

@@ -2,19 +2,23 @@
 
 use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use chat_core::clock::SystemClock;
-use chat_core::config::Config;
+use chat_core::config::Secret;
+use chat_core::startup::{Started, cold_start};
 use lambda_runtime::{LambdaEvent, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    let (config, _sdk, store) = Config::cold_start().await?;
+    let started = cold_start(&[Secret::AgentToken, Secret::PseudonymKey]).await?;
+    let Started { config, store, .. } = &started;
     let deps = gdpr_export::Deps {
-        store: &store,
+        store,
         clock: &SystemClock,
-        config: &config,
+        config,
         page_bytes: chat_core::gdpr::EXPORT_PAGE_BYTES,
     };
     lambda_runtime::run(service_fn(|event: LambdaEvent<ApiGatewayV2httpRequest>| {
+        // A rotated agent token secret reaches a warm function within minutes.
+        started.before_invocation();
         let deps = &deps;
         async move { Ok::<_, std::convert::Infallible>(gdpr_export::handle(event.payload, deps).await) }
     }))

@@ -2,20 +2,22 @@
 
 use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 use chat_core::clock::SystemClock;
-use chat_core::config::Config;
+use chat_core::config::Secret;
 use chat_core::gateway::ManagementClients;
+use chat_core::startup::{Started, cold_start};
 use lambda_runtime::{LambdaEvent, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    let (config, sdk, store) = Config::cold_start().await?;
+    let started = cold_start(&[Secret::PseudonymKey]).await?;
+    let Started { config, sdk, store, .. } = &started;
     // One management client per API endpoint, built on first use and kept while warm.
-    let gateways = ManagementClients::new(sdk, config.local.as_ref().and_then(|l| l.apigw.clone()));
+    let gateways = ManagementClients::new(sdk.clone(), config.local.as_ref().and_then(|l| l.apigw.clone()));
     let deps = message::Deps {
-        store: &store,
+        store,
         gateways: &gateways,
         clock: &SystemClock,
-        config: &config,
+        config,
     };
     lambda_runtime::run(service_fn(|event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| {
         let deps = &deps;

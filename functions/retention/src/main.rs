@@ -1,14 +1,14 @@
 //! Lambda glue for `retention`: configuration and clients at cold start, then the job.
 
 use chat_core::clock::SystemClock;
-use chat_core::config::Config;
+use chat_core::startup::{Started, cold_start};
 use lambda_runtime::{LambdaEvent, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    let (config, _sdk, store) = Config::cold_start().await?;
+    let started = cold_start(&[]).await?;
+    let Started { config, store, .. } = &started;
     lambda_runtime::run(service_fn(|event: LambdaEvent<serde_json::Value>| {
-        let store = &store;
         let limit = &config.policy_limit;
         // An error fails the invocation, so the scheduler's retry policy and dead-letter queue apply.
         async move {

@@ -2,6 +2,7 @@
 
 use std::process::ExitCode;
 
+use chat_core::secrets::{SecretSource, SecretsManager, Stage};
 use chat_core::auth::{AgentTokenKeys, secret_weakness};
 use chat_core::clock::{Clock, SystemClock, Timestamp};
 use chat_core::config::{is_eu_region, vars};
@@ -106,7 +107,10 @@ enum Command {
         #[arg(long)]
         agent: String,
     },
-    /// Mints an agent token (needs EUROCHAT_AGENT_TOKEN_SECRET).
+    /// Mints an agent token, signed with the agent token secret: read from Secrets
+    /// Manager when EUROCHAT_AGENT_TOKEN_SECRET_ARN is set (the stack's
+    /// AgentTokenSecretArn output; needs secretsmanager:GetSecretValue and kms:Decrypt),
+    /// else from EUROCHAT_AGENT_TOKEN_SECRET (local runs).
     MintToken {
         /// Site id.
         #[arg(long)]
@@ -188,6 +192,34 @@ async fn store(cli: &Cli) -> Result<(aws_config::SdkConfig, DynamoStore), String
     let sdk = loader.load().await;
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), cli.table.clone());
     Ok((sdk, store))
+}
+
+/// The current agent token secret: from Secrets Manager by ARN (what a deployed
+/// stack has), else the value variable (local runs). Errors name the variable, never a value.
+async fn signing_secret(sdk: &aws_config::SdkConfig) -> Result<Vec<u8>, String> {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    let secret = match (var(vars::AGENT_TOKEN_SECRET_ARN), var(vars::AGENT_TOKEN_SECRET)) {
+        (Some(arn), _) => {
+            let source = SecretsManager::new(aws_sdk_secretsmanager::Client::new(sdk));
+            source
+                .read(arn.trim(), Stage::Current)
+                .await
+                .map_err(|e| format!("{}: the secret could not be read: {e}", vars::AGENT_TOKEN_SECRET_ARN))?
+                .ok_or_else(|| format!("{}: the secret has no current value", vars::AGENT_TOKEN_SECRET_ARN))?
+        }
+        (None, Some(value)) => value.into_bytes(),
+        (None, None) => {
+            return Err(format!(
+                "set {} (the stack's AgentTokenSecretArn output) or, for local runs, {}",
+                vars::AGENT_TOKEN_SECRET_ARN,
+                vars::AGENT_TOKEN_SECRET
+            ));
+        }
+    };
+    match secret_weakness(&secret) {
+        Some(why) => Err(format!("the agent token secret {why}")),
+        None => Ok(secret),
+    }
 }
 
 async fn run(cli: Cli) -> Result<String, String> {
@@ -275,12 +307,8 @@ async fn run(cli: Cli) -> Result<String, String> {
             ))
         }
         Command::MintToken { site, agent, ttl_hours } => {
-            let secret = std::env::var(vars::AGENT_TOKEN_SECRET)
-                .map_err(|_| format!("{} is not set", vars::AGENT_TOKEN_SECRET))?;
-            if let Some(why) = secret_weakness(secret.as_bytes()) {
-                return Err(format!("{} {why}", vars::AGENT_TOKEN_SECRET));
-            }
-            let keys = AgentTokenKeys::new(secret.as_bytes(), None);
+            let secret = signing_secret(&sdk).await?;
+            let keys = AgentTokenKeys::new(&secret, None);
             mint_agent_token(&store, &keys, site, agent, *ttl_hours, now)
                 .await
                 .map_err(|e| e.to_string())
