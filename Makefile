@@ -12,12 +12,20 @@ help:
 	@echo "make setup   install the test tools: Python (moto, cfn-lint, cargo-lambda) into $(VENV),"
 	@echo "             playwright-core into tests/browser, Debian's chromium"
 	@echo "make run     the local gateway with the demo widget and agent console (cargo run -p local-gateway)"
-	@echo "make test    setup + fmt check + clippy -D warnings + cfn-lint + arm64 Lambda builds + every test (what CI runs)"
+	@echo "make test    setup + fmt check + clippy -D warnings + cfn-lint + SAM transform + checkov + arm64 Lambda builds + every test (what CI runs)"
+
+CHECKOV_VENV := .venv-checkov
 
 # The venv is rebuilt whenever the pinned requirements change.
 $(VENV)/.installed: requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --disable-pip-version-check --quiet --requirement requirements-dev.txt
+	touch $@
+
+# checkov in its own venv: its pins clash with requirements-dev.txt's (boto3, botocore).
+$(CHECKOV_VENV)/.installed: requirements-checkov.txt
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --disable-pip-version-check --quiet --requirement requirements-checkov.txt
 	touch $@
 
 # playwright-core only, at the locked version; the browser is Debian's (npm cannot
@@ -37,11 +45,11 @@ chromium:
 	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq chromium >/dev/null; \
 	fi
 
-setup: $(VENV)/.installed $(BROWSER_DIR)/node_modules/.installed chromium check-tools
+setup: $(VENV)/.installed $(CHECKOV_VENV)/.installed $(BROWSER_DIR)/node_modules/.installed chromium check-tools
 
 # Fails loudly, never skips: a missing tool is an error with the command that fixes it.
 check-tools:
-	@for tool in $(VENV)/bin/moto_server $(VENV)/bin/cfn-lint $(VENV)/bin/cargo-lambda; do \
+	@for tool in $(VENV)/bin/moto_server $(VENV)/bin/cfn-lint $(VENV)/bin/cargo-lambda $(CHECKOV_VENV)/bin/checkov; do \
 	  if [ ! -x "$$tool" ]; then echo "error: $$tool is missing; run 'make setup'" >&2; exit 1; fi; \
 	done
 	@command -v $(CARGO) >/dev/null || { echo "error: cargo is not installed" >&2; exit 1; }
@@ -58,10 +66,13 @@ clippy:
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
 # cfn-lint runs the SAM transform itself; tests/sam_transform.py runs it once more
-# offline (samtranslator, no AWS account) and fails on anything SAM refuses.
+# offline (samtranslator, no AWS account) and fails on anything SAM refuses; checkov
+# scans the transformed template and fails on any finding not fixed or skipped in
+# template.yaml with a written reason.
 lint-template: setup
 	$(VENV)/bin/cfn-lint template.yaml
 	$(VENV)/bin/python tests/sam_transform.py template.yaml
+	tests/checkov_scan.sh template.yaml
 
 # Every function crate, as Lambda runs it: release, arm64, provided.al2023 (cargo-lambda
 # installs the aarch64 target itself). Prints each bootstrap's size.

@@ -838,7 +838,10 @@ mod tests {
             let mut env = lambda_env();
             env.insert(var, "a-perfectly-random-looking-secret-0123456789".into());
             let err = load_for(&env, &[]).unwrap_err();
-            assert!(matches!(err, ConfigError::Invalid { var: v, .. } if v == var), "{var}: {err}");
+            assert!(
+                matches!(err, ConfigError::Invalid { var: v, .. } if v == var),
+                "{var}: {err}"
+            );
             assert!(!err.to_string().contains("random-looking"), "never the value");
             // Local mode (the local gateway, tests, moto) may pass values.
             env.insert(vars::LOCAL_MODE, "true".into());
@@ -848,5 +851,4 @@ mod tests {
         // Outside Lambda (an operator's machine) values are fine too.
         assert!(load(&base()).is_ok());
     }
-
 }

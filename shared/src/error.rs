@@ -40,6 +40,8 @@ pub enum ErrorCode {
     OriginNotAllowed,
     /// The target does not exist, or the caller may not know whether it does.
     NotFound,
+    /// The path exists but not for this HTTP method.
+    MethodNotAllowed,
     /// The request conflicts with the current state (e.g. a concurrent change).
     Conflict,
     /// Too many requests; see `retryAfter`.
@@ -58,6 +60,7 @@ impl ErrorCode {
             Self::Unauthorized | Self::TokenExpired => 401,
             Self::Forbidden | Self::OriginNotAllowed => 403,
             Self::NotFound => 404,
+            Self::MethodNotAllowed => 405,
             Self::Conflict => 409,
             Self::PayloadTooLarge => 413,
             Self::RateLimited => 429,
@@ -78,6 +81,7 @@ impl ErrorCode {
             Self::Forbidden => "forbidden",
             Self::OriginNotAllowed => "origin_not_allowed",
             Self::NotFound => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
             Self::Conflict => "conflict",
             Self::RateLimited => "rate_limited",
             Self::Unavailable => "unavailable",

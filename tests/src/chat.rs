@@ -74,6 +74,8 @@ pub struct HttpReply {
     pub cookies: Vec<String>,
     /// `Retry-After`, if any.
     pub retry_after: Option<String>,
+    /// `Access-Control-Allow-Origin`, if any.
+    pub allow_origin: Option<String>,
 }
 
 /// The world of a chat test.
@@ -207,12 +209,19 @@ impl<B: Backend> Chat<B> {
         self.post_session_event(e).await
     }
 
-    /// An HTTP API event with a JSON body and a bearer token.
-    fn http_event(bearer: Option<&str>, body: &Value) -> ApiGatewayV2httpRequest {
+    /// An HTTP API event with a JSON body and a bearer token, sent without `Origin`
+    /// (as curl or a server would) unless `origin` names one.
+    fn http_event(bearer: Option<&str>, body: &Value, origin: Option<&str>) -> ApiGatewayV2httpRequest {
         let mut e = fixture("http");
         e["body"] = Value::String(body.to_string());
         if let Some(b) = bearer {
             e["headers"]["authorization"] = json!(format!("Bearer {b}"));
+        }
+        match origin {
+            Some(o) => e["headers"]["origin"] = json!(o),
+            None => {
+                e["headers"].as_object_mut().map(|h| h.remove("origin"));
+            }
         }
         serde_json::from_value(e).expect("HTTP API event")
     }
@@ -226,6 +235,11 @@ impl<B: Backend> Chat<B> {
             status: u16::try_from(r.status_code).unwrap_or(0),
             body,
             cookies: r.cookies,
+            allow_origin: r
+                .headers
+                .get("access-control-allow-origin")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
             retry_after: r
                 .headers
                 .get("retry-after")
@@ -234,26 +248,42 @@ impl<B: Backend> Chat<B> {
         }
     }
 
-    /// `POST /v1/gdpr/export` with pages of at most `page_bytes`.
+    /// `POST /v1/gdpr/export` with pages of at most `page_bytes`, without `Origin`.
     pub async fn export(&self, bearer: Option<&str>, body: &Value, page_bytes: usize) -> HttpReply {
+        self.export_from(None, bearer, body, page_bytes).await
+    }
+
+    /// `POST /v1/gdpr/export` from a browser page of `origin` (or none).
+    pub async fn export_from(
+        &self,
+        origin: Option<&str>,
+        bearer: Option<&str>,
+        body: &Value,
+        page_bytes: usize,
+    ) -> HttpReply {
         let deps = gdpr_export::Deps {
             store: self.backend.store(),
             clock: &self.clock,
             config: &self.config(),
             page_bytes,
         };
-        Self::reply(gdpr_export::handle(Self::http_event(bearer, body), &deps).await)
+        Self::reply(gdpr_export::handle(Self::http_event(bearer, body, origin), &deps).await)
     }
 
-    /// `POST /v1/gdpr/erase`.
+    /// `POST /v1/gdpr/erase`, without `Origin`.
     pub async fn erase(&self, bearer: Option<&str>, body: &Value) -> HttpReply {
+        self.erase_from(None, bearer, body).await
+    }
+
+    /// `POST /v1/gdpr/erase` from a browser page of `origin` (or none).
+    pub async fn erase_from(&self, origin: Option<&str>, bearer: Option<&str>, body: &Value) -> HttpReply {
         let deps = gdpr_delete::Deps {
             store: self.backend.store(),
             gateway: self.gateway.as_ref(),
             clock: &self.clock,
             config: &self.config(),
         };
-        Self::reply(gdpr_delete::handle(Self::http_event(bearer, body), &deps).await)
+        Self::reply(gdpr_delete::handle(Self::http_event(bearer, body, origin), &deps).await)
     }
 
     /// One run of the retention job with this event.

@@ -37,6 +37,7 @@ macro_rules! gdpr_suite {
             export_lists_connections_client_msg_ids_and_the_rate_window,
             retention_runs_are_audited_with_counts_only,
             exports_by_email_mark_every_session_unverified,
+            browser_requests_follow_the_sites_own_origins,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -893,4 +894,76 @@ pub async fn exports_by_email_mark_every_session_unverified<B: Backend>(c: &Chat
         ),
         (json!([]), json!("unverifiedEmail"))
     );
+}
+
+/// CORS is per site (docs/protocol.md, "CORS"): a page of an origin the token's site
+/// lists, the API's own origin (the console) and a request without `Origin` may use
+/// the GDPR routes; any other browser origin is refused before anything is read,
+/// counted or erased, and cannot read the refusal. A site's new origin works at once.
+pub async fn browser_requests_follow_the_sites_own_origins<B: Backend>(c: &Chat<B>) {
+    // Sessions: the site's origin may read the answer; another origin gets a refusal it cannot read.
+    let r = c
+        .post_session(&json!({ "siteId": SITE }), &[("origin", ORIGIN)], &[])
+        .await;
+    assert_eq!((r.status, r.allow_origin.as_deref()), (201, Some(ORIGIN)), "{}", r.body);
+    let r = c
+        .post_session(&json!({ "siteId": SITE }), &[("origin", OTHER_ORIGIN)], &[])
+        .await;
+    assert_eq!(
+        (r.status, code(&r), r.allow_origin.as_deref()),
+        (403, Some("origin_not_allowed"), None)
+    );
+    let v = chatty_visitor(c, "c-cors", "cors@example.com", 2).await;
+    let before = c.stored().await;
+    let trail = c.audit_trail().await.items.len();
+    const OWN: &str = "https://h1a2b3c4d5.execute-api.eu-central-1.amazonaws.com";
+    let me = json!({});
+    for foreign in [
+        OTHER_ORIGIN,
+        "https://evil.example",
+        "null",
+        "https://acme.example.evil.example",
+    ] {
+        // More refusals than the export limit: none of them counts.
+        for _ in 0..25 {
+            let r = c.export_from(Some(foreign), Some(&v.token), &me, PAGE).await;
+            assert_eq!((r.status, code(&r)), (403, Some("origin_not_allowed")), "{foreign}");
+            assert_eq!(r.allow_origin, None, "{foreign}: the page cannot read the refusal");
+        }
+        let r = c.erase_from(Some(foreign), Some(&v.token), &me).await;
+        assert_eq!((r.status, code(&r)), (403, Some("origin_not_allowed")), "{foreign}");
+        let r = c
+            .erase_from(Some(foreign), Some(&admin(c)), &json!({ "visitorId": v.visitor_id }))
+            .await;
+        assert_eq!((r.status, code(&r)), (403, Some("origin_not_allowed")), "{foreign}");
+    }
+    assert_eq!(c.stored().await, before, "refused requests change nothing");
+    assert_eq!(c.audit_trail().await.items.len(), trail, "and audit nothing");
+
+    // The site's page, the console's own origin, and a plain HTTP client.
+    let r = c.export_from(Some(ORIGIN), Some(&v.token), &me, PAGE).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.allow_origin.as_deref(), Some(ORIGIN));
+    let r = c
+        .export_from(Some(OWN), Some(&admin(c)), &json!({ "visitorId": v.visitor_id }), PAGE)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.allow_origin.as_deref(), Some(OWN));
+    let r = c.export(Some(&v.token), &me, PAGE).await;
+    assert_eq!((r.status, r.allow_origin), (200, None));
+
+    // A new origin for the site needs no redeploy: the next request may use it.
+    let added = "https://shop.acme.example";
+    let r = c.export_from(Some(added), Some(&v.token), &me, PAGE).await;
+    assert_eq!(r.status, 403);
+    c.update_site(|s| s.allowed_origins.push(chat_core::domain::Origin::parse(added).unwrap()))
+        .await;
+    let r = c.erase_from(Some(added), Some(&v.token), &me).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.allow_origin.as_deref(), Some(added));
+    assert!(c.stored_session(&v.session_id).await.is_none(), "erased");
+}
+
+fn code(r: &HttpReply) -> Option<&str> {
+    r.body["error"]["code"].as_str()
 }

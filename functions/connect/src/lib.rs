@@ -16,6 +16,7 @@ use std::net::IpAddr;
 
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use chat_core::api::agent_auth::{FrameRefusal, TokenFacts, authenticate_agent, recheck_agent_frame};
+use chat_core::api::cors::origin_refused;
 use chat_core::api::ws::{self, SUBPROTOCOL, WsRequest};
 use chat_core::auth::{AuthError, PresentedVisitorToken, RateScope};
 use chat_core::clock::{Clock, Timestamp};
@@ -73,10 +74,6 @@ fn log_refused<S>(deps: &Deps<'_, S>, ip: IpAddr, reason: &'static str) {
 
 fn unauthorized() -> ApiError {
     AuthError::Invalid.into()
-}
-
-fn origin_refused() -> ApiError {
-    ApiError::new(ErrorCode::OriginNotAllowed, "this origin may not use this site's chat")
 }
 
 async fn connect<S>(req: &WsRequest<'_>, deps: &Deps<'_, S>) -> Result<&'static str, ApiError>

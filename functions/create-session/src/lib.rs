@@ -14,6 +14,7 @@ use std::net::IpAddr;
 
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use chat_core::api::clip_user_agent;
+use chat_core::api::cors::{self, origin_refused};
 use chat_core::api::http::HttpRequest;
 use chat_core::api::json::{self, Object};
 use chat_core::auth::RateScope;
@@ -21,7 +22,7 @@ use chat_core::auth::{PresentedVisitorToken, issue_visitor_token};
 use chat_core::clock::{Clock, Timestamp};
 use chat_core::config::Config;
 use chat_core::domain::*;
-use chat_core::error::{ApiError, ErrorCode, json_response};
+use chat_core::error::{ApiError, json_response};
 use chat_core::policy::RateDecision;
 use chat_core::security_log::SecurityEvent;
 use chat_core::storage::{RateLimitStore, SessionStore, SessionTouch, SiteStore, StoreError};
@@ -56,7 +57,8 @@ pub async fn handle<S: SiteStore + SessionStore + RateLimitStore>(
     deps: &Deps<'_, S>,
 ) -> ApiGatewayV2httpResponse {
     let req = HttpRequest::new(&event);
-    match create_or_resume(&req, deps).await {
+    let mut shared_with = None;
+    let mut resp = match create_or_resume(&req, deps, &mut shared_with).await {
         Ok((status, body)) => {
             tracing::info!(status, resumed = body.resumed, "session response");
             json_response(status, &body)
@@ -65,16 +67,18 @@ pub async fn handle<S: SiteStore + SessionStore + RateLimitStore>(
             tracing::info!(status = e.status(), code = e.code.as_str(), "session request refused");
             e.http_response()
         }
+    };
+    // Only an origin the site lists may read the answer (errors after that check included).
+    if let Some(origin) = &shared_with {
+        cors::share_with(&mut resp, origin);
     }
-}
-
-fn origin_refused() -> ApiError {
-    ApiError::new(ErrorCode::OriginNotAllowed, "this origin may not use this site's chat")
+    resp
 }
 
 async fn create_or_resume<S: SiteStore + SessionStore + RateLimitStore>(
     req: &HttpRequest<'_>,
     deps: &Deps<'_, S>,
+    shared_with: &mut Option<Origin>,
 ) -> Result<(u16, SessionResponse), ApiError> {
     let now = deps.clock.now();
     let body = req.json_body()?;
@@ -94,6 +98,7 @@ async fn create_or_resume<S: SiteStore + SessionStore + RateLimitStore>(
     if !site.allows_origin(&origin) {
         return Err(origin_refused());
     }
+    *shared_with = Some(origin);
     let prechat = prechat_input.map(|p| parse_prechat(p, now)).transpose()?;
     let email_lookup = prechat
         .as_ref()

@@ -14,6 +14,7 @@
 //! success.
 
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
+use chat_core::api::cors;
 use chat_core::api::http::HttpRequest;
 use chat_core::api::json;
 use chat_core::clock::Clock;
@@ -46,16 +47,25 @@ impl<T: SiteStore + SessionStore + SubjectStore + ConnectionStore + Conversation
 
 /// Handles one request. Never fails: errors are HTTP responses.
 pub async fn handle<S: EraseStore>(event: ApiGatewayV2httpRequest, deps: &Deps<'_, S>) -> ApiGatewayV2httpResponse {
-    match erase(&HttpRequest::new(&event), deps).await {
+    let mut shared_with = None;
+    let mut resp = match erase(&HttpRequest::new(&event), deps, &mut shared_with).await {
         Ok(body) => json_response(200, &body),
         Err(e) => {
             tracing::info!(status = e.status(), code = e.code.as_str(), "erasure refused or failed");
             e.http_response()
         }
+    };
+    if let Some(origin) = &shared_with {
+        cors::share_with(&mut resp, origin);
     }
+    resp
 }
 
-async fn erase<S: EraseStore>(req: &HttpRequest<'_>, deps: &Deps<'_, S>) -> Result<serde_json::Value, ApiError> {
+async fn erase<S: EraseStore>(
+    req: &HttpRequest<'_>,
+    deps: &Deps<'_, S>,
+    shared_with: &mut Option<chat_core::domain::Origin>,
+) -> Result<serde_json::Value, ApiError> {
     let now = deps.clock.now();
     let requester = gdpr::authenticate(
         deps.store,
@@ -66,6 +76,8 @@ async fn erase<S: EraseStore>(req: &HttpRequest<'_>, deps: &Deps<'_, S>) -> Resu
         now,
     )
     .await?;
+    // Checked before anything is erased: a foreign page's request changes nothing.
+    *shared_with = cors::check_origin(deps.store, req, requester.site()).await?;
     let body = req.json_body()?;
     let (action, subject) = match json::opt_str(&body, "scope")?.unwrap_or("subject") {
         "subject" => {

@@ -15,6 +15,7 @@
 //! the answer is 429 with `Retry-After`.
 
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
+use chat_core::api::cors;
 use chat_core::api::http::HttpRequest;
 use chat_core::api::json;
 use chat_core::auth::{RateScope, TokenHolder};
@@ -46,16 +47,25 @@ pub async fn handle<S>(event: ApiGatewayV2httpRequest, deps: &Deps<'_, S>) -> Ap
 where
     S: SiteStore + SessionStore + SubjectStore + MessageStore + ConnectionStore + AuditStore + RateLimitStore,
 {
-    match export(&HttpRequest::new(&event), deps).await {
+    let mut shared_with = None;
+    let mut resp = match export(&HttpRequest::new(&event), deps, &mut shared_with).await {
         Ok(doc) => json_response(200, &doc),
         Err(e) => {
             tracing::info!(status = e.status(), code = e.code.as_str(), "export refused");
             e.http_response()
         }
+    };
+    if let Some(origin) = &shared_with {
+        cors::share_with(&mut resp, origin);
     }
+    resp
 }
 
-async fn export<S>(req: &HttpRequest<'_>, deps: &Deps<'_, S>) -> Result<serde_json::Value, ApiError>
+async fn export<S>(
+    req: &HttpRequest<'_>,
+    deps: &Deps<'_, S>,
+    shared_with: &mut Option<chat_core::domain::Origin>,
+) -> Result<serde_json::Value, ApiError>
 where
     S: SiteStore + SessionStore + SubjectStore + MessageStore + ConnectionStore + AuditStore + RateLimitStore,
 {
@@ -69,6 +79,8 @@ where
         now,
     )
     .await?;
+    // A browser page of an origin the site does not list learns nothing and costs nothing.
+    *shared_with = cors::check_origin(deps.store, req, requester.site()).await?;
     let body = req.json_body()?;
     let subject_ref = gdpr::subject_ref(&body)?;
     gdpr::check_access(&requester, &subject_ref, json::opt_str(&body, "siteId")?)?;

@@ -11,8 +11,15 @@ use lambda_runtime::{LambdaEvent, service_fn};
 async fn main() -> Result<(), lambda_runtime::Error> {
     let started = cold_start(&[Secret::PseudonymKey]).await?;
     let Started { config, sdk, store, .. } = &started;
-    // One management client per API endpoint, built on first use and kept while warm.
-    let gateways = ManagementClients::new(sdk.clone(), config.local.as_ref().and_then(|l| l.apigw.clone()));
+    // The configured execute-api endpoint when there is one: behind a custom domain
+    // the request's `domainName` is that domain, where `/{stage}/@connections` does
+    // not exist. Otherwise one client per request endpoint, built on first use.
+    let fixed = config
+        .local
+        .as_ref()
+        .and_then(|l| l.apigw.clone())
+        .or_else(|| config.ws_management_endpoint.clone());
+    let gateways = ManagementClients::new(sdk.clone(), fixed);
     let deps = message::Deps {
         store,
         gateways: &gateways,

@@ -1,5 +1,7 @@
-//! The HTTP API: the routes of the HTTP functions, as payload-2.0 events, with
-//! the CORS behaviour the SAM template configures (allowed origins only).
+//! The HTTP API: the routes of the HTTP functions, as payload-2.0 events, as
+//! `template.yaml` routes them. CORS is the functions' own (per site, see
+//! `chat_core::api::cors`): preflights go to the `web` function, as on a
+//! deployed stack.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -9,7 +11,7 @@ use axum::body::Bytes;
 use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use chat_core::clock::Clock;
 
 use crate::events::{self, HttpRequestParts};
@@ -21,54 +23,28 @@ enum Function {
     CreateSession,
     GdprExport,
     GdprErase,
+    Web,
 }
 
 /// Largest body API Gateway's HTTP API accepts (10 MB); the functions enforce their own, smaller limits.
 const MAX_BODY_BYTES: usize = 10 * 1024 * 1024;
 
 pub(crate) fn routes<S: Store>() -> axum::Router<Arc<App<S>>> {
-    let route = |f: Function| {
-        post(move |state, peer, method, uri, query, headers, body| {
+    let to = |f: Function| {
+        move |state, peer, method, uri, query, headers, body| {
             call::<S>(f, state, peer, method, uri, query, headers, body)
-        })
-        .options(move |state: State<Arc<App<S>>>, headers: HeaderMap| async move { preflight(&state, &headers) })
+        }
     };
+    let api = |f: Function| post(to(f)).options(to(Function::Web));
     axum::Router::new()
-        .route("/v1/sessions", route(Function::CreateSession))
-        .route("/v1/gdpr/export", route(Function::GdprExport))
-        .route("/v1/gdpr/erase", route(Function::GdprErase))
+        .route("/v1/sessions", api(Function::CreateSession))
+        .route("/v1/gdpr/export", api(Function::GdprExport))
+        .route("/v1/gdpr/erase", api(Function::GdprErase))
+        .route("/widget.js", get(to(Function::Web)))
+        .route("/eurochat.css", get(to(Function::Web)))
+        .route("/console", get(to(Function::Web)))
+        .route("/console.js", get(to(Function::Web)))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
-}
-
-fn allowed_origin<S>(app: &App<S>, headers: &HeaderMap) -> Option<HeaderValue> {
-    let origin = headers.get("origin")?;
-    app.cors_origins
-        .iter()
-        .any(|o| o.as_bytes() == origin.as_bytes())
-        .then(|| origin.clone())
-}
-
-fn preflight<S>(app: &App<S>, headers: &HeaderMap) -> Response {
-    let Some(origin) = allowed_origin(app, headers) else {
-        return StatusCode::NO_CONTENT.into_response();
-    };
-    (
-        StatusCode::NO_CONTENT,
-        [
-            ("access-control-allow-origin", origin),
-            (
-                "access-control-allow-methods",
-                HeaderValue::from_static("POST, OPTIONS"),
-            ),
-            (
-                "access-control-allow-headers",
-                HeaderValue::from_static("content-type, authorization"),
-            ),
-            ("access-control-max-age", HeaderValue::from_static("600")),
-            ("vary", HeaderValue::from_static("origin")),
-        ],
-    )
-        .into_response()
 }
 
 #[allow(clippy::too_many_arguments)] // axum extractors, one per part of the request
@@ -92,7 +68,10 @@ async fn call<S: Store>(
         source_ip: peer.ip(),
         domain_name: &app.domain,
     };
-    let route_key = format!("POST {}", uri.path());
+    let route_key = match function {
+        Function::Web if method == Method::OPTIONS => "OPTIONS /{proxy+}".to_owned(),
+        _ => format!("{} {}", method.as_str(), uri.path()),
+    };
     let event = match events::http(&parts, &route_key, now) {
         Ok(e) => e,
         Err(e) => {
@@ -118,6 +97,7 @@ async fn call<S: Store>(
             };
             gdpr_export::handle(event, &deps).await
         }
+        Function::Web => web::handle(&event, &app.web),
         Function::GdprErase => {
             let deps = gdpr_delete::Deps {
                 store: &app.store,
@@ -128,13 +108,7 @@ async fn call<S: Store>(
             gdpr_delete::handle(event, &deps).await
         }
     };
-    let mut resp = http_response(answer);
-    if let Some(origin) = allowed_origin(&app, &headers) {
-        let h = resp.headers_mut();
-        h.insert("access-control-allow-origin", origin);
-        h.insert("vary", HeaderValue::from_static("origin"));
-    }
-    resp
+    http_response(answer)
 }
 
 /// What API Gateway makes of a payload-2.0 response: `cookies` become `Set-Cookie`

@@ -96,6 +96,9 @@ pub enum GatewayError {
     /// An option is wrong.
     #[error("{0}")]
     Option(String),
+    /// The pages' WebSocket URL was refused (a stage name the URL cannot carry).
+    #[error("pages: {0}")]
+    Web(#[from] web::WebConfigError),
     /// Storage failed while preparing the demo site.
     #[error("storage: {0}")]
     Store(#[from] StoreError),
@@ -197,7 +200,8 @@ pub(crate) struct App<S> {
     pub(crate) domain: String,
     pub(crate) stage: String,
     pub(crate) site: String,
-    pub(crate) cors_origins: Vec<String>,
+    /// The `web` function's dependencies: the pages connect to this gateway's WebSocket.
+    pub(crate) web: web::Deps,
 }
 
 fn random_secret() -> String {
@@ -352,7 +356,9 @@ async fn launch<S: Store>(parts: Parts, store: S, config: Config, storage: Strin
         domain: parts.addr.to_string(),
         stage: parts.options.stage.clone(),
         site: parts.options.site.clone(),
-        cors_origins: parts.origins,
+        web: web::Deps {
+            ws_url: web::PublicWsUrl::parse(&format!("ws://{}/{}", parts.addr, parts.options.stage))?,
+        },
     });
     let (stop, stopped) = watch::channel(false);
     let router = axum::Router::new()

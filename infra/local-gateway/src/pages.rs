@@ -1,91 +1,45 @@
-//! The demo pages: a host page embedding the visitor widget, the agent console,
-//! and an index linking both. Plain files compiled into the binary, so the
-//! gateway runs from anywhere.
+//! The local gateway's own pages: an index and a demo shop embedding the visitor
+//! widget. The widget, the agent console and their files are the `web`
+//! function's (as on a deployed stack) and reach it through the HTTP API
+//! routes (`http_api.rs`).
 //!
-//! Every page and asset is served with a Content-Security-Policy that allows
-//! scripts and styles from this origin only (no inline script, no inline
-//! style, no `eval`), `X-Content-Type-Options: nosniff` and
-//! `Referrer-Policy: no-referrer`; the console, which holds an admin token,
-//! may not be framed by anyone (`frame-ancestors 'none'`). The browser test
-//! fails on any CSP violation, so markup that needs an inline script cannot
-//! creep back in.
+//! Both pages are served with the `web` function's Content-Security-Policy
+//! (scripts and styles from this origin only, no inline code, no `eval`),
+//! `X-Content-Type-Options: nosniff` and `Referrer-Policy: no-referrer`. The
+//! browser test fails on any CSP violation, so markup that needs an inline
+//! script cannot creep back in.
 
 use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::HeaderValue;
 use axum::http::header::{
-    CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
+    CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS,
 };
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use web::{Framing, page_csp};
 
 use crate::{App, Store};
 
 const INDEX: &str = include_str!("../web/index.html");
 const DEMO: &str = include_str!("../web/demo.html");
-const CONSOLE: &str = include_str!("../web/console.html");
-const WIDGET_JS: &str = include_str!("../web/widget.js");
-const CONSOLE_JS: &str = include_str!("../web/console.js");
-const CSS: &str = include_str!("../web/eurochat.css");
-
-/// Who may frame a page.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Framing {
-    /// Any page may (the demo shop stands for a customer's site, which decides itself).
-    Allowed,
-    /// Nobody may: the console holds an admin token, so clickjacking it must be impossible.
-    Denied,
-}
-
-/// The Content-Security-Policy of a page served from `domain` (`host:port`).
-/// `connect-src` names the WebSocket origin explicitly: not every browser counts
-/// `ws://` as `'self'`.
-pub(crate) fn page_csp(domain: &str, framing: Framing) -> String {
-    let mut csp = format!(
-        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
-         connect-src 'self' ws://{domain}; base-uri 'none'; form-action 'none'"
-    );
-    if framing == Framing::Denied {
-        csp.push_str("; frame-ancestors 'none'");
-    }
-    csp
-}
-
-/// The policy of a script or style sheet: it applies only if the file is opened
-/// as a document, and then nothing may run or load.
-const ASSET_CSP: &str = "default-src 'none'; frame-ancestors 'none'";
 
 pub(crate) fn routes<S: Store>() -> axum::Router<Arc<App<S>>> {
     axum::Router::new()
         .route(
             "/",
-            get(|State(app): State<Arc<App<S>>>| async move { page(&app, INDEX, Framing::Allowed) }),
+            get(|State(app): State<Arc<App<S>>>| async move { page(&app, INDEX) }),
         )
         .route(
             "/demo",
-            get(|State(app): State<Arc<App<S>>>| async move { page(&app, DEMO, Framing::Allowed) }),
+            get(|State(app): State<Arc<App<S>>>| async move { page(&app, DEMO) }),
         )
-        .route(
-            "/console",
-            get(|State(app): State<Arc<App<S>>>| async move { page(&app, CONSOLE, Framing::Denied) }),
-        )
-        .route(
-            "/widget.js",
-            get(|| async { asset("text/javascript; charset=utf-8", WIDGET_JS) }),
-        )
-        .route(
-            "/console.js",
-            get(|| async { asset("text/javascript; charset=utf-8", CONSOLE_JS) }),
-        )
-        .route("/eurochat.css", get(|| async { asset("text/css; charset=utf-8", CSS) }))
 }
 
 /// A page with the demo's site id and WebSocket URL filled in, and its security headers.
-fn page<S>(app: &App<S>, template: &str, framing: Framing) -> Response {
-    let html = template
-        .replace("{{SITE}}", &app.site)
-        .replace("{{WS_URL}}", &format!("ws://{}/{}", app.domain, app.stage));
+fn page<S>(app: &App<S>, template: &str) -> Response {
+    let html = web::render(template, &app.web.ws_url).replace("{{SITE}}", &app.site);
     let mut resp = (
         [
             (CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8")),
@@ -95,29 +49,11 @@ fn page<S>(app: &App<S>, template: &str, framing: Framing) -> Response {
         html,
     )
         .into_response();
-    let h = resp.headers_mut();
-    // The domain is the bound socket address, so the value is always a valid header.
-    if let Ok(csp) = HeaderValue::from_str(&page_csp(&app.domain, framing)) {
-        h.insert(CONTENT_SECURITY_POLICY, csp);
-    }
-    if framing == Framing::Denied {
-        // For browsers that predate `frame-ancestors`.
-        h.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    // A validated URL is always a valid header value.
+    if let Ok(csp) = HeaderValue::from_str(&page_csp(&app.web.ws_url, Framing::Allowed)) {
+        resp.headers_mut().insert(CONTENT_SECURITY_POLICY, csp);
     }
     resp
-}
-
-fn asset(content_type: &'static str, body: &'static str) -> Response {
-    (
-        [
-            (CONTENT_TYPE, content_type),
-            (CACHE_CONTROL, "no-cache"),
-            (CONTENT_SECURITY_POLICY, ASSET_CSP),
-            (REFERRER_POLICY, "no-referrer"),
-        ],
-        body,
-    )
-        .into_response()
 }
 
 /// `X-Content-Type-Options: nosniff` on every answer of the gateway (pages, HTTP
@@ -135,8 +71,9 @@ mod tests {
 
     #[test]
     fn pages_allow_no_inline_code_and_the_console_no_framing() {
-        let demo = page_csp("127.0.0.1:8080", Framing::Allowed);
-        let console = page_csp("127.0.0.1:8080", Framing::Denied);
+        let ws = web::PublicWsUrl::parse("ws://127.0.0.1:8080/local").unwrap();
+        let demo = page_csp(&ws, Framing::Allowed);
+        let console = page_csp(&ws, Framing::Denied);
         for csp in [&demo, &console] {
             assert!(csp.starts_with("default-src 'none'"), "{csp}");
             assert!(
@@ -152,7 +89,7 @@ mod tests {
 
     #[test]
     fn the_web_files_have_no_inline_script_handler_or_style() {
-        for (name, html) in [("index", INDEX), ("demo", DEMO), ("console", CONSOLE)] {
+        for (name, html) in [("index", INDEX), ("demo", DEMO), ("console", web::CONSOLE_HTML)] {
             let lower = html.to_ascii_lowercase();
             for script in lower.match_indices("<script").map(|(i, _)| &lower[i..]) {
                 let tag_end = script.find('>').unwrap_or(script.len());
@@ -176,7 +113,7 @@ mod tests {
                 assert!(!lower.contains(handler), "{name}: inline handler {handler}");
             }
         }
-        for (name, js) in [("widget.js", WIDGET_JS), ("console.js", CONSOLE_JS)] {
+        for (name, js) in [("widget.js", web::WIDGET_JS), ("console.js", web::CONSOLE_JS)] {
             for banned in [
                 "eval(",
                 "new Function",

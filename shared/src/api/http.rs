@@ -10,6 +10,7 @@ use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use base64::Engine as _;
 
 use super::{MAX_HTTP_BODY_BYTES, header, json};
+use crate::domain::Origin;
 use crate::error::ApiError;
 
 /// What the functions read from an HTTP API request.
@@ -45,6 +46,22 @@ impl<'a> HttpRequest<'a> {
             .and_then(|v| v.split_once(' '))
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
             .map(|(_, token)| token.trim())
+    }
+
+    /// The `Origin` header, if any, parsed (a present but malformed one is an `Err`).
+    pub fn origin(&self) -> Option<Result<Origin, crate::domain::ValidationError>> {
+        self.header("origin").map(Origin::parse)
+    }
+
+    /// Whether `origin` is the API's own (the console it serves): its host and port
+    /// are the request's `domainName` (an execute-api or custom domain).
+    pub fn is_own_origin(&self, origin: &Origin) -> bool {
+        let domain = self.event.request_context.domain_name.as_deref().unwrap_or_default();
+        !domain.is_empty()
+            && origin
+                .as_str()
+                .split_once("://")
+                .is_some_and(|(_, host)| host == domain)
     }
 
     /// A query string parameter.

@@ -3,6 +3,7 @@
 //! WebSocket clients, and fan-out. The wire contract is `docs/protocol.md`.
 
 pub mod agent_auth;
+pub mod cors;
 pub mod delivery;
 pub mod frames;
 pub mod http;

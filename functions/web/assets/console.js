@@ -14,6 +14,16 @@
     history.replaceState(null, "", location.pathname);
   }
   let token = sessionStorage.getItem("eurochat:agent-token");
+  // The site is the token's (its claims are readable base64url JSON; the server checks the signature).
+  const claims = (() => {
+    try {
+      const b64 = (token || "").split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+      return JSON.parse(atob(b64));
+    } catch {
+      return {};
+    }
+  })();
+  document.querySelector("[data-test=console-site]").textContent = claims.site || "(signed out)";
 
   const $ = (sel) => document.querySelector(sel);
   const el = (tag, attrs = {}, text) => {
@@ -179,7 +189,7 @@
 
   function connect() {
     if (!token) {
-      status.textContent = "signed out: open the console URL the gateway printed";
+      status.textContent = "signed out: open this page as …/console#token=<agent token> (eurochat-admin mint-token prints one)";
       return;
     }
     socket = new WebSocket(wsUrl, ["eurochat.v1", token]);
@@ -203,6 +213,10 @@
       method: "POST",
       headers: { "content-type": "application/json", authorization: `Bearer ${token}` },
       body: JSON.stringify(body),
+      // Under the page's no-referrer policy a POST would carry `Origin: null`, which the
+      // GDPR routes refuse; same-origin keeps the real Origin and sends no Referer elsewhere.
+      referrerPolicy: "same-origin",
+      credentials: "omit",
     });
     let json = null;
     try {

@@ -1,6 +1,9 @@
-// eurochat visitor widget. Embed on any page of an allowed origin:
-//   <script src="https://HTTP-API/widget.js" data-site="SITE" data-ws="wss://WS-API/STAGE" defer></script>
-// The HTTP API is the script's own origin unless data-api says otherwise.
+// eurochat visitor widget. Embed on any page of an origin the site lists:
+//   <link rel="stylesheet" href="https://HTTP-API/eurochat.css">
+//   <script src="https://HTTP-API/widget.js" data-site="SITE" defer></script>
+// The HTTP API is the script's own origin unless data-api says otherwise; the WebSocket
+// URL is the one of the deployment that served this file (filled in when served) unless
+// data-ws says otherwise.
 // The token lives in localStorage and travels in request bodies, as a bearer token and as
 // the WebSocket subprotocol: never in a URL, never in a cookie. Runs under a strict
 // Content-Security-Policy: no inline script or style, no eval.
@@ -10,7 +13,7 @@
   const script = document.currentScript;
   const site = script.dataset.site;
   const api = script.dataset.api || new URL(script.src).origin;
-  const wsUrl = script.dataset.ws || api.replace(/^http/, "ws") + "/local";
+  const wsUrl = script.dataset.ws || "{{WS_URL}}";
   const tokenKey = `eurochat:${site}:token`;
 
   let token = localStorage.getItem(tokenKey);
