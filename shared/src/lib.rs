@@ -12,6 +12,7 @@
 //! - [`error`]: the one mapping from errors to HTTP and WebSocket responses.
 //! - [`gdpr`]: who may ask, whose data, export and erasure.
 //! - [`telemetry`]: JSON logging without personal data.
+//! - [`metrics`]: counts as CloudWatch metrics (Embedded Metric Format).
 //! - [`security_log`]: security events (refusals, revocations, rate limits) without personal data.
 //! - [`clock`]: injected time.
 
@@ -25,6 +26,7 @@ pub mod domain;
 pub mod error;
 pub mod gateway;
 pub mod gdpr;
+pub mod metrics;
 pub mod policy;
 pub mod secrets;
 pub mod security_log;

@@ -772,7 +772,11 @@ fn alarm_metrics(t: &Value) -> BTreeSet<(String, String, String)> {
     let mut out = BTreeSet::new();
     for (_, a) in alarms(t) {
         let p = &a["Properties"];
-        for d in p["Dimensions"].as_sequence().unwrap() {
+        // Metric-math alarms (per-index throttles) are checked on their own.
+        let Some(dimensions) = p["Dimensions"].as_sequence() else {
+            continue;
+        };
+        for d in dimensions {
             let (_, target) = tagged(&d["Value"]).expect("dimension is a reference");
             out.insert((
                 p["Namespace"].as_str().unwrap().to_owned(),
@@ -830,6 +834,46 @@ fn alarms_cover_functions_retention_table_and_apis() {
         assert!(has("AWS/DynamoDB", metric, "ChatTable"), "{metric}");
     }
     assert!(has("AWS/ApiGateway", "5xx", "HttpApi"));
+    // The retention job's own summary metric: a stalled job alarms even when nothing fails.
+    assert!(has("eurochat", "RetentionComplete", "RetentionFunction"));
+    let stalled = &t["Resources"]["RetentionStalledAlarm"]["Properties"];
+    assert_eq!(
+        stalled["TreatMissingData"].as_str(),
+        Some("breaching"),
+        "a job that never runs alarms"
+    );
+    assert_eq!(chat_core::metrics::NAMESPACE, "eurochat");
+    // Every index's throttles, reads and writes.
+    let indexes: BTreeSet<String> = t["Resources"]["ChatTable"]["Properties"]["GlobalSecondaryIndexes"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|g| g["IndexName"].as_str().unwrap().to_owned())
+        .collect();
+    let mut watched = BTreeSet::new();
+    for (_, a) in alarms(&t) {
+        let Some(queries) = a["Properties"]["Metrics"].as_sequence() else {
+            continue;
+        };
+        let mut seen = BTreeSet::new();
+        for q in queries {
+            let m = &q["MetricStat"]["Metric"];
+            if m["Namespace"].as_str() != Some("AWS/DynamoDB") {
+                continue;
+            }
+            let dims = m["Dimensions"].as_sequence().unwrap();
+            assert!(is_ref(&dims[0]["Value"], "ChatTable"));
+            let index = dims[1]["Value"].as_str().unwrap().to_owned();
+            seen.insert((index, m["MetricName"].as_str().unwrap().to_owned()));
+        }
+        for (index, _) in &seen {
+            for metric in ["ReadThrottleEvents", "WriteThrottleEvents"] {
+                assert!(seen.contains(&(index.clone(), metric.to_owned())), "{index} {metric}");
+            }
+            watched.insert(index.clone());
+        }
+    }
+    assert_eq!(watched, indexes, "every index has a throttle alarm");
     for metric in ["IntegrationError", "ExecutionError"] {
         assert!(has("AWS/ApiGateway", metric, "WebSocketApi"), "{metric}");
     }

@@ -329,6 +329,22 @@ where
     Ok(run.summary)
 }
 
+impl Summary {
+    /// The run as metric values (namespace `eurochat`, dimension `FunctionName`).
+    /// `Complete` is 1 when the run finished a whole pass over the table: the
+    /// template's `RetentionStalledAlarm` fires when no run completes one in a day.
+    pub fn metric_values(&self) -> [(&'static str, f64); 6] {
+        [
+            ("RetentionRuns", 1.0),
+            ("RetentionComplete", if self.complete { 1.0 } else { 0.0 }),
+            ("ConversationsErased", self.conversations_erased as f64),
+            ("ItemsErased", self.items_erased as f64),
+            ("IpsRemoved", self.ips_removed as f64),
+            ("OrphansDeleted", self.orphans_deleted as f64),
+        ]
+    }
+}
+
 /// Handles the scheduled event: options from its input, the summary as the result.
 /// `limit` is the deployment's policy ([`chat_core::config::Config::policy_limit`]).
 pub async fn handle<S>(event: Value, store: &S, clock: &dyn Clock, limit: &RetentionPolicy) -> Result<Summary, JobError>

@@ -1,6 +1,6 @@
 //! Lambda glue for `retention`: configuration and clients at cold start, then the job.
 
-use chat_core::clock::SystemClock;
+use chat_core::clock::{Clock, SystemClock};
 use chat_core::startup::{Started, cold_start};
 use lambda_runtime::{LambdaEvent, service_fn};
 
@@ -12,9 +12,14 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         let limit = &config.policy_limit;
         // An error fails the invocation, so the scheduler's retry policy and dead-letter queue apply.
         async move {
-            retention::handle(event.payload, store, &SystemClock, limit)
+            let summary = retention::handle(event.payload, store, &SystemClock, limit)
                 .await
-                .map_err(|e| lambda_runtime::Error::from(e.to_string()))
+                .map_err(|e| lambda_runtime::Error::from(e.to_string()))?;
+            // A dry run changes nothing, so it reports no metric.
+            if !summary.dry_run {
+                chat_core::metrics::emit(&summary.metric_values(), SystemClock.now().millis());
+            }
+            Ok::<_, lambda_runtime::Error>(summary)
         }
     }))
     .await

@@ -2,12 +2,12 @@
 
 use std::process::ExitCode;
 
-use chat_core::secrets::{SecretSource, SecretsManager, Stage};
 use chat_core::auth::{AgentTokenKeys, secret_weakness};
 use chat_core::clock::{Clock, SystemClock, Timestamp};
 use chat_core::config::{is_eu_region, vars};
 use chat_core::domain::AgentRole;
 use chat_core::gateway::ApiGatewayManagement;
+use chat_core::secrets::{SecretSource, SecretsManager, Stage};
 use chat_core::storage::{DynamoStore, SiteStore, schema};
 use clap::{Parser, Subcommand, ValueEnum};
 use eurochat_admin::{
