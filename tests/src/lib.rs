@@ -12,6 +12,8 @@
 //! - [`fixtures`]: sites, sessions and messages for tests.
 //! - [`gdpr_flows`]: GDPR export, erasure and the retention job as flows, on both stores.
 //! - [`requests`]: counts the DynamoDB requests a store operation makes.
+//! - [`runtime_api`]: Lambda functions as processes against a stand-in Runtime
+//!   API, kept warm across invocations, and a stand-in management API.
 //! - [`wire`]: HTTP and WebSocket clients of a running local gateway.
 
 #![warn(missing_docs)]
@@ -26,4 +28,5 @@ pub mod fixtures;
 pub mod gdpr_flows;
 pub mod moto;
 pub mod requests;
+pub mod runtime_api;
 pub mod wire;

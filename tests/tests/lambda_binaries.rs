@@ -15,24 +15,14 @@
 //! lock, so the test cannot build them; `make unit` runs
 //! `cargo build --workspace --bins --locked` first.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::Stdio;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use axum::Router;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::IntoResponse;
-use axum::routing::{get, post};
-use chat_core::clock::{Clock, SystemClock};
 use chat_core::domain::{Origin, SiteId};
 use chat_core::policy::IpPolicy;
 use chat_core::storage::{DynamoStore, SiteStore, schema};
 use eurochat_tests::fixtures::site;
+use eurochat_tests::runtime_api::{FunctionCommand, ManagementApi};
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
 
 const NAME: &str = "Ottilie Vandersnoot";
 const EMAIL: &str = "Ottilie.Vandersnoot@Mail.Example";
@@ -61,158 +51,31 @@ fn binary(name: &str) -> PathBuf {
     path
 }
 
-/// What the function posted back to the Runtime API.
-#[derive(Debug)]
-enum Posted {
-    Response(Value),
-    Error(String),
-    InitError(String),
-}
-
-/// The stand-in Runtime API's state: one event to hand out, and what comes back.
-struct RuntimeApi {
-    event: Mutex<Option<Value>>,
-    posted: mpsc::UnboundedSender<Posted>,
-}
-
-const REQUEST_ID: &str = "8476a536-e9f4-11e8-9739-2dfe598c3fcd";
-
-async fn next(State(api): State<Arc<RuntimeApi>>) -> impl IntoResponse {
-    let event = api.event.lock().unwrap_or_else(|e| e.into_inner()).take();
-    let Some(event) = event else {
-        // Lambda freezes the environment between invocations; the test kills the process.
-        std::future::pending::<()>().await;
-        return (StatusCode::GONE, HeaderMap::new(), String::new());
-    };
-    let deadline = SystemClock.now().millis() + 30_000;
-    let mut h = HeaderMap::new();
-    let mut put = |k: &'static str, v: String| {
-        h.insert(k, v.parse().expect("header value"));
-    };
-    put("lambda-runtime-aws-request-id", REQUEST_ID.into());
-    put("lambda-runtime-deadline-ms", deadline.to_string());
-    put(
-        "lambda-runtime-invoked-function-arn",
-        "arn:aws:lambda:eu-central-1:123456789012:function:eurochat".into(),
-    );
-    put(
-        "lambda-runtime-trace-id",
-        "Root=1-5bef4de7-ad49b0e87f6ef6c87fc2e700;Parent=9a9197af755a6419;Sampled=1".into(),
-    );
-    put("content-type", "application/json".into());
-    (StatusCode::OK, h, event.to_string())
-}
-
-async fn response(State(api): State<Arc<RuntimeApi>>, Path(_id): Path<String>, body: String) -> StatusCode {
-    let value = serde_json::from_str(&body).unwrap_or(Value::String(body));
-    let _ = api.posted.send(Posted::Response(value));
-    StatusCode::ACCEPTED
-}
-
-async fn error(State(api): State<Arc<RuntimeApi>>, Path(_id): Path<String>, body: String) -> StatusCode {
-    let _ = api.posted.send(Posted::Error(body));
-    StatusCode::ACCEPTED
-}
-
-async fn init_error(State(api): State<Arc<RuntimeApi>>, body: String) -> StatusCode {
-    let _ = api.posted.send(Posted::InitError(body));
-    StatusCode::ACCEPTED
-}
-
-/// The API Gateway Management API, for functions that answer or close connections.
-async fn connections() -> StatusCode {
-    StatusCode::OK
-}
-
-/// Serves the Runtime API (and `@connections`) on a free loopback port until dropped.
-async fn runtime_api(event: Value) -> (SocketAddr, mpsc::UnboundedReceiver<Posted>, tokio::task::JoinHandle<()>) {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let api = Arc::new(RuntimeApi {
-        event: Mutex::new(Some(event)),
-        posted: tx,
-    });
-    let app = Router::new()
-        .route("/2018-06-01/runtime/invocation/next", get(next))
-        .route("/2018-06-01/runtime/invocation/{id}/response", post(response))
-        .route("/2018-06-01/runtime/invocation/{id}/error", post(error))
-        .route("/2018-06-01/runtime/init/error", post(init_error))
-        .route(
-            &format!("/{STAGE}/@connections/{{id}}"),
-            post(connections).get(connections).delete(connections),
-        )
-        .with_state(api);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("address");
-    let server = tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    (addr, rx, server)
-}
-
 /// One function's run: its response and everything it printed.
 struct Run {
     response: Value,
     output: String,
 }
 
-/// Runs `name` as Lambda would for one `event` and returns its response and output.
+/// Runs `name` as Lambda would for one `event` (a fresh process, at TRACE) and
+/// returns its response and its whole output.
 async fn invoke(name: &str, table: &str, moto: &str, event: Value) -> Run {
-    let path = binary(name);
-    let (addr, mut posted, server) = runtime_api(event).await;
-    let management = format!("http://{addr}/{STAGE}");
-    let child = tokio::process::Command::new(&path)
-        .env_clear()
-        // What Lambda sets for a provided.al2023 function.
-        .env("AWS_LAMBDA_RUNTIME_API", addr.to_string())
-        .env("AWS_LAMBDA_FUNCTION_NAME", format!("eurochat-{name}"))
-        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
-        .env("AWS_LAMBDA_LOG_GROUP_NAME", format!("/aws/lambda/eurochat-{name}"))
-        .env("AWS_LAMBDA_LOG_STREAM_NAME", "2026/11/27/[$LATEST]0123456789abcdef")
-        .env("AWS_LAMBDA_LOG_FORMAT", "JSON")
-        .env("AWS_LAMBDA_LOG_LEVEL", "TRACE")
-        .env("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand")
-        .env("AWS_EXECUTION_ENV", "AWS_Lambda_provided.al2023")
-        .env("AWS_REGION", "eu-central-1")
-        .env("AWS_DEFAULT_REGION", "eu-central-1")
-        .env("AWS_ACCESS_KEY_ID", "AKIDLOCALTEST")
-        .env("AWS_SECRET_ACCESS_KEY", "local-test-secret")
-        .env("AWS_SESSION_TOKEN", "local-test-session")
-        .env("LAMBDA_TASK_ROOT", "/var/task")
-        .env("LAMBDA_RUNTIME_DIR", "/var/runtime")
-        .env("_HANDLER", "bootstrap")
-        .env("TZ", ":UTC")
+    let management = ManagementApi::start(STAGE).await;
+    let mut function = FunctionCommand::new(format!("eurochat-{name}"), binary(name))
+        .log_level("TRACE")
         // eurochat's configuration, local mode against moto and the stand-in gateway.
         .env("EUROCHAT_TABLE_NAME", table)
         .env("EUROCHAT_AGENT_TOKEN_SECRET", AGENT_SECRET)
         .env("EUROCHAT_PSEUDONYM_KEY", PSEUDONYM_KEY)
         .env("EUROCHAT_LOCAL_MODE", "true")
         .env("EUROCHAT_DYNAMODB_ENDPOINT", moto)
-        .env("EUROCHAT_APIGW_ENDPOINT", &management)
-        .env("EUROCHAT_WS_MANAGEMENT_ENDPOINT", &management)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap_or_else(|e| panic!("start {}: {e}", path.display()));
-    let outcome = tokio::time::timeout(Duration::from_secs(30), posted.recv()).await;
-    let mut child = child;
-    // The function waits for its next event forever; stop the process we started.
-    let _ = child.start_kill();
-    let out = child.wait_with_output().await.expect("collect output");
-    server.abort();
-    let output = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let response = match outcome {
-        Ok(Some(Posted::Response(v))) => v,
-        Ok(Some(Posted::Error(e))) => panic!("{name} failed the invocation: {e}\n{output}"),
-        Ok(Some(Posted::InitError(e))) => panic!("{name} failed to start: {e}\n{output}"),
-        Ok(None) | Err(_) => panic!("{name} posted nothing within 30 s\n{output}"),
-    };
+        .env("EUROCHAT_APIGW_ENDPOINT", management.endpoint())
+        .env("EUROCHAT_WS_MANAGEMENT_ENDPOINT", management.endpoint())
+        .start()
+        .await;
+    let response = function.invoke_ok(event).await;
+    // The function waits for its next event forever; stop it and collect all it printed.
+    let output = function.stop().await;
     Run { response, output }
 }
 
