@@ -109,3 +109,44 @@ async fn a_chat_message_flows_through_dynamodb_and_the_real_management_client() 
         "everything went through the real client, not the recorder"
     );
 }
+
+/// The secrets path against moto's Secrets Manager with the real SDK client: the
+/// current value alone, then after a rotation (`put-secret-value`) the new value
+/// current and the old one previous, as `AWSCURRENT` / `AWSPREVIOUS`; a missing
+/// secret is an error naming the variable, never a value.
+#[tokio::test]
+async fn agent_token_keys_follow_a_secrets_manager_rotation() {
+    use chat_core::secrets::{SecretsManager, read_agent_keys, read_pseudonym_key};
+    let client = aws_sdk_secretsmanager::Client::new(&eurochat_tests::moto::sdk_config().await);
+    let old = "rotation-test-old-secret-0123456789abcdefgh";
+    let new = "rotation-test-new-secret-9876543210zyxwvuts";
+    let arn = client
+        .create_secret()
+        .name(unique_table("agent-token"))
+        .secret_string(old)
+        .send()
+        .await
+        .unwrap()
+        .arn
+        .unwrap();
+    let source = SecretsManager::new(client.clone());
+    assert_eq!(read_agent_keys(&source, &arn).await.unwrap(), (old.into(), None));
+    client
+        .put_secret_value()
+        .secret_id(&arn)
+        .secret_string(new)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        read_agent_keys(&source, &arn).await.unwrap(),
+        (new.into(), Some(old.into()))
+    );
+    let missing = format!("{arn}-missing");
+    let err = read_pseudonym_key(&source, &missing).await.unwrap_err().to_string();
+    assert!(
+        err.starts_with("EUROCHAT_PSEUDONYM_KEY_ARN: the secret could not be read"),
+        "{err}"
+    );
+    assert!(!err.contains(old) && !err.contains(new));
+}
