@@ -6,12 +6,13 @@ VENV := .venv
 PYTHON ?= python3
 CARGO ?= cargo
 
-.PHONY: help setup chromium check-tools fmt-check clippy lint-template lambda-build unit test run
+.PHONY: help setup chromium check-tools fmt-check clippy lint-template lambda-build unit test run deploy-function
 
 help:
 	@echo "make setup   install the test tools: Python (moto, cfn-lint, cargo-lambda) into $(VENV),"
 	@echo "             playwright-core into tests/browser, Debian's chromium"
 	@echo "make run     the local gateway with the demo widget and agent console (cargo run -p local-gateway)"
+	@echo "make deploy-function STACK=… FUNCTION=… [REGION=…]  update one function's code on a deployed stack (cargo lambda deploy)"
 	@echo "make test    setup + fmt check + clippy -D warnings + cfn-lint + SAM transform + checkov + arm64 Lambda builds + every test (what CI runs)"
 
 CHECKOV_VENV := .venv-checkov
@@ -87,6 +88,12 @@ lambda-build: setup
 
 run:
 	$(CARGO) run -p local-gateway
+
+# One function of a deployed stack, with cargo-lambda (docs/deploy.md, "Updating one function
+# of a deployed stack"): make deploy-function STACK=eurochat FUNCTION=message [REGION=eu-central-1]
+deploy-function: $(VENV)/.installed
+	@test -n "$(STACK)" -a -n "$(FUNCTION)" || { echo "usage: make deploy-function STACK=<stack> FUNCTION=<function> [REGION=<eu region>]" >&2; exit 2; }
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" scripts/deploy-function $(STACK) $(FUNCTION) $(if $(REGION),--region $(REGION))
 
 # Tests that need moto start it themselves on a free loopback port (tests/src/moto.rs,
 # through tests/moto_serial.py).

@@ -618,7 +618,7 @@ mod tests {
                 .unwrap()
                 .contains("repeated")
         );
-        // Random secrets, hex-encoded (the local gateway's) or base64 (docs/deploy.md's), pass.
+        // Random secrets, hex-encoded (the local gateway's), base64, or Secrets Manager's generated letters and digits, pass.
         let hex: String = random_bytes::<32>().iter().map(|b| format!("{b:02x}")).collect();
         assert_eq!(secret_weakness(hex.as_bytes()), None);
         assert_eq!(secret_weakness(B64.encode(random_bytes::<48>()).as_bytes()), None);

@@ -61,6 +61,9 @@ pub mod vars {
     pub const PSEUDONYM_KEY_ARN: &str = "EUROCHAT_PSEUDONYM_KEY_ARN";
     /// Secrets Manager endpoint override (local mode only, loopback only; default: the DynamoDB one).
     pub const SECRETSMANAGER_ENDPOINT: &str = "EUROCHAT_SECRETSMANAGER_ENDPOINT";
+    /// The origin of the agent console this deployment serves (the HTTP API's,
+    /// `https://host`): agents may connect from it whatever their site lists.
+    pub const CONSOLE_ORIGIN: &str = "EUROCHAT_CONSOLE_ORIGIN";
     /// Set by Lambda in every function: secret values in the environment are refused there.
     pub const LAMBDA_FUNCTION_NAME: &str = "AWS_LAMBDA_FUNCTION_NAME";
     /// Maximum message text in bytes (default 4096).
@@ -84,7 +87,7 @@ pub mod vars {
     pub const MAX_IP_RETENTION_DAYS: &str = "EUROCHAT_MAX_IP_RETENTION_DAYS";
 
     /// Every variable [`super::Config::from_lookup`] reads.
-    pub const ALL: [&str; 21] = [
+    pub const ALL: [&str; 22] = [
         REGION,
         TABLE_NAME,
         LOCAL_MODE,
@@ -106,6 +109,7 @@ pub mod vars {
         MAX_CONVERSATION_DAYS,
         MAX_IP_POLICY,
         MAX_IP_RETENTION_DAYS,
+        CONSOLE_ORIGIN,
     ];
 }
 
@@ -212,6 +216,9 @@ pub struct Config {
     pub export_rate: RateLimit,
     /// The WebSocket management endpoint for functions outside the WebSocket API.
     pub ws_management_endpoint: Option<String>,
+    /// The origin of the agent console this deployment serves, if known: agents'
+    /// `$connect` from it needs no entry in the site's origins.
+    pub console_origin: Option<crate::domain::Origin>,
     /// The deployment's retention and IP policy: the most any site keeps.
     /// Functions apply it to every site they load ([`crate::domain::Site::within`]).
     pub policy_limit: RetentionPolicy,
@@ -463,6 +470,14 @@ impl Config {
                 Some(v.trim_end_matches('/').to_owned())
             }
         };
+        let console_origin = get(vars::CONSOLE_ORIGIN)
+            .map(|v| {
+                crate::domain::Origin::parse(&v).map_err(|_| ConfigError::Invalid {
+                    var: vars::CONSOLE_ORIGIN,
+                    why: "must be https://host[:port] (http only for localhost)",
+                })
+            })
+            .transpose()?;
         let max_days = MAX_RETENTION_DAYS as usize;
         let policy_limit = RetentionPolicy {
             conversation_days: number(vars::MAX_CONVERSATION_DAYS, max_days, 1..=max_days)? as u32,
@@ -487,6 +502,7 @@ impl Config {
             session_rate,
             export_rate,
             ws_management_endpoint,
+            console_origin,
             policy_limit,
         };
         Ok((config, arns))
@@ -850,5 +866,32 @@ mod tests {
         }
         // Outside Lambda (an operator's machine) values are fine too.
         assert!(load(&base()).is_ok());
+    }
+
+    #[test]
+    fn the_console_origin_is_an_origin() {
+        let mut env = base();
+        env.insert(vars::CONSOLE_ORIGIN, "https://Chat-API.example.com:443".into());
+        assert_eq!(
+            load(&env).unwrap().console_origin.unwrap().as_str(),
+            "https://chat-api.example.com"
+        );
+        for bad in [
+            "http://chat-api.example.com",
+            "https://chat-api.example.com/console",
+            "null",
+        ] {
+            env.insert(vars::CONSOLE_ORIGIN, bad.into());
+            assert!(
+                matches!(
+                    load(&env),
+                    Err(ConfigError::Invalid {
+                        var: vars::CONSOLE_ORIGIN,
+                        ..
+                    })
+                ),
+                "{bad}"
+            );
+        }
     }
 }

@@ -29,6 +29,7 @@ macro_rules! auth_suite {
             future_and_long_lived_tokens_are_refused,
             visitor_frames_are_not_rechecked,
             revoked_expired_or_disallowed_agents_receive_nothing_more,
+            agents_connect_from_the_deployments_console_and_visitors_do_not,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -573,4 +574,26 @@ pub async fn revoked_expired_or_disallowed_agents_receive_nothing_more<B: Backen
         let refused = frame_from(c, conn, json!({"action": "listConversations"}), OUTSIDE).await;
         assert_eq!(code(&refused), "unauthorized", "{conn}: {refused}");
     }
+}
+
+/// The console the deployment serves (`EUROCHAT_CONSOLE_ORIGIN`, the HTTP API's
+/// origin) is on no site's list: agents may `$connect` from it, visitors may not,
+/// and without the setting it is an origin like any other.
+pub async fn agents_connect_from_the_deployments_console_and_visitors_do_not<B: Backend>(c: &Chat<B>) {
+    const CONSOLE: &str = "https://h1a2b3c4d5.execute-api.eu-central-1.amazonaws.com";
+    let agent = c.agent_token(SITE, "alice", AgentRole::Admin);
+    assert_eq!(
+        c.connect_from("c-console-0", &agent, CONSOLE).await,
+        403,
+        "not configured"
+    );
+    c.update_config(|cfg| cfg.console_origin = Some(chat_core::domain::Origin::parse(CONSOLE).unwrap()));
+    assert_eq!(c.connect_from("c-console-1", &agent, CONSOLE).await, 200);
+    let v = c.visitor().await;
+    assert_eq!(
+        c.connect_from("c-console-2", &v.token, CONSOLE).await,
+        403,
+        "visitors use the site's pages"
+    );
+    assert_eq!(c.connect_from("c-console-3", &agent, "https://evil.example").await, 403);
 }

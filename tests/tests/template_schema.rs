@@ -259,6 +259,8 @@ fn every_variable_the_config_reads_is_set() {
         vars::PSEUDONYM_KEY,
         vars::AGENT_TOKEN_SECRET_ARN,
         vars::PSEUDONYM_KEY_ARN,
+        // Connect only (checked with the custom domains).
+        vars::CONSOLE_ORIGIN,
     ];
     let global: BTreeSet<String> = t["Globals"]["Function"]["Environment"]["Variables"]
         .as_mapping()
@@ -455,6 +457,11 @@ fn custom_domains_are_optional_regional_and_keep_the_management_endpoint() {
         "{cert}: a certificate in an EU region"
     );
     assert!(!t["Rules"]["CustomDomainsNeedACertificate"].is_null());
+    // Agents connect from the console the web function serves, at whichever address.
+    let console = &t["Resources"]["ConnectFunction"]["Properties"]["Environment"]["Variables"]
+        [chat_core::config::vars::CONSOLE_ORIGIN];
+    let (tag, args) = tagged(console).expect("!If");
+    assert_eq!((tag.as_str(), args[0].as_str()), ("!If", Some("HasApiDomain")));
     // Functions always call @connections on the execute-api endpoint.
     let env = &t["Globals"]["Function"]["Environment"]["Variables"][chat_core::config::vars::WS_MANAGEMENT_ENDPOINT];
     let (tag, v) = tagged(env).unwrap();
