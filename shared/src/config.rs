@@ -61,9 +61,10 @@ pub mod vars {
     pub const PSEUDONYM_KEY_ARN: &str = "EUROCHAT_PSEUDONYM_KEY_ARN";
     /// Secrets Manager endpoint override (local mode only, loopback only; default: the DynamoDB one).
     pub const SECRETSMANAGER_ENDPOINT: &str = "EUROCHAT_SECRETSMANAGER_ENDPOINT";
-    /// The origin of the agent console this deployment serves (the HTTP API's,
-    /// `https://host`): agents may connect from it whatever their site lists.
-    pub const CONSOLE_ORIGIN: &str = "EUROCHAT_CONSOLE_ORIGIN";
+    /// The origins of the agent console this deployment serves, comma-separated (the
+    /// HTTP API's execute-api origin, and its custom domain's when there is one): agents
+    /// may connect from them whatever their site lists.
+    pub const CONSOLE_ORIGINS: &str = "EUROCHAT_CONSOLE_ORIGINS";
     /// Set by Lambda in every function: secret values in the environment are refused there.
     pub const LAMBDA_FUNCTION_NAME: &str = "AWS_LAMBDA_FUNCTION_NAME";
     /// Maximum message text in bytes (default 4096).
@@ -109,7 +110,7 @@ pub mod vars {
         MAX_CONVERSATION_DAYS,
         MAX_IP_POLICY,
         MAX_IP_RETENTION_DAYS,
-        CONSOLE_ORIGIN,
+        CONSOLE_ORIGINS,
     ];
 }
 
@@ -216,9 +217,9 @@ pub struct Config {
     pub export_rate: RateLimit,
     /// The WebSocket management endpoint for functions outside the WebSocket API.
     pub ws_management_endpoint: Option<String>,
-    /// The origin of the agent console this deployment serves, if known: agents'
-    /// `$connect` from it needs no entry in the site's origins.
-    pub console_origin: Option<crate::domain::Origin>,
+    /// The origins of the agent console this deployment serves: agents' `$connect`
+    /// from them needs no entry in the site's origins.
+    pub console_origins: Vec<crate::domain::Origin>,
     /// The deployment's retention and IP policy: the most any site keeps.
     /// Functions apply it to every site they load ([`crate::domain::Site::within`]).
     pub policy_limit: RetentionPolicy,
@@ -470,14 +471,18 @@ impl Config {
                 Some(v.trim_end_matches('/').to_owned())
             }
         };
-        let console_origin = get(vars::CONSOLE_ORIGIN)
-            .map(|v| {
-                crate::domain::Origin::parse(&v).map_err(|_| ConfigError::Invalid {
-                    var: vars::CONSOLE_ORIGIN,
-                    why: "must be https://host[:port] (http only for localhost)",
+        let console_origins = get(vars::CONSOLE_ORIGINS)
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|o| !o.is_empty())
+            .map(|o| {
+                crate::domain::Origin::parse(o).map_err(|_| ConfigError::Invalid {
+                    var: vars::CONSOLE_ORIGINS,
+                    why: "must be comma-separated https://host[:port] origins (http only for localhost)",
                 })
             })
-            .transpose()?;
+            .collect::<Result<Vec<_>, _>>()?;
         let max_days = MAX_RETENTION_DAYS as usize;
         let policy_limit = RetentionPolicy {
             conversation_days: number(vars::MAX_CONVERSATION_DAYS, max_days, 1..=max_days)? as u32,
@@ -502,7 +507,7 @@ impl Config {
             session_rate,
             export_rate,
             ws_management_endpoint,
-            console_origin,
+            console_origins,
             policy_limit,
         };
         Ok((config, arns))
@@ -869,24 +874,37 @@ mod tests {
     }
 
     #[test]
-    fn the_console_origin_is_an_origin() {
+    fn the_console_origins_are_origins() {
         let mut env = base();
-        env.insert(vars::CONSOLE_ORIGIN, "https://Chat-API.example.com:443".into());
-        assert_eq!(
-            load(&env).unwrap().console_origin.unwrap().as_str(),
-            "https://chat-api.example.com"
+        env.insert(
+            vars::CONSOLE_ORIGINS,
+            "https://Chat-API.example.com:443, https://abc.execute-api.eu-central-1.amazonaws.com".into(),
         );
+        let origins: Vec<String> = load(&env)
+            .unwrap()
+            .console_origins
+            .iter()
+            .map(|o| o.as_str().to_owned())
+            .collect();
+        assert_eq!(
+            origins,
+            [
+                "https://chat-api.example.com",
+                "https://abc.execute-api.eu-central-1.amazonaws.com"
+            ]
+        );
+        assert!(load(&base()).unwrap().console_origins.is_empty());
         for bad in [
             "http://chat-api.example.com",
             "https://chat-api.example.com/console",
             "null",
         ] {
-            env.insert(vars::CONSOLE_ORIGIN, bad.into());
+            env.insert(vars::CONSOLE_ORIGINS, bad.into());
             assert!(
                 matches!(
                     load(&env),
                     Err(ConfigError::Invalid {
-                        var: vars::CONSOLE_ORIGIN,
+                        var: vars::CONSOLE_ORIGINS,
                         ..
                     })
                 ),

@@ -27,6 +27,11 @@ pub const REFRESH_EVERY: Duration = Duration::from_secs(300);
 /// After a failed re-read, how long until the next try (the old keys stay in use).
 pub const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(30);
 
+/// How long an invocation that finds the keys stale waits for their re-read
+/// before going on with the old ones. A rotation must reach an environment that
+/// sat idle past [`REFRESH_EVERY`] before its next token check, not after it.
+pub const STALE_WAIT: Duration = Duration::from_secs(2);
+
 /// A version stage of a secret.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
@@ -125,10 +130,17 @@ pub async fn read_agent_keys(source: &dyn SecretSource, arn: &str) -> Result<(Ve
         .map_err(|e| unreadable(secret, e.0))?
         .ok_or_else(|| unreadable(secret, "the secret has no AWSCURRENT value"))?;
     let previous = previous.map_err(|e| unreadable(secret, e.0))?;
-    Ok((
-        checked(secret, current)?,
-        previous.map(|p| checked(secret, p)).transpose()?,
-    ))
+    // A weak previous value (say, the placeholder a secret was created with before
+    // its real value was put) is dropped, not fatal: refusing to start over it would
+    // take every function down for a value that should not verify anything anyway.
+    let previous = previous.filter(|p| match secret_weakness(p) {
+        None => true,
+        Some(why) => {
+            tracing::warn!(var = secret.arn_var(), why, "the AWSPREVIOUS value is ignored");
+            false
+        }
+    });
+    Ok((checked(secret, current)?, previous))
 }
 
 /// Reads the pseudonym key (`AWSCURRENT`).
@@ -144,11 +156,12 @@ pub async fn read_pseudonym_key(source: &dyn SecretSource, arn: &str) -> Result<
 
 /// Re-reads the agent token keys while warm, so a rotation needs no redeploy.
 ///
-/// [`KeyRefresh::poll`] is called with the time at each invocation; when the
-/// keys are older than [`REFRESH_EVERY`] it starts one background re-read and
-/// returns at once: the invocation goes on with the keys it has (a re-read never
-/// delays a request), and the new ones serve the next. A failed re-read keeps
-/// the old keys and tries again after [`RETRY_AFTER_FAILURE`].
+/// [`KeyRefresh::refresh_if_stale`] runs before each invocation: when the keys
+/// are older than [`REFRESH_EVERY`] it re-reads them (one GetSecretValue per
+/// stage, concurrent) and waits up to [`STALE_WAIT`], so the invocation checks
+/// tokens against the current value; at most one invocation in five minutes
+/// pays that read. A re-read that takes longer finishes in the background; a
+/// failed one keeps the old keys and tries again after [`RETRY_AFTER_FAILURE`].
 #[derive(Clone, Default)]
 pub struct KeyRefresh {
     state: Option<Arc<RefreshState>>,
@@ -191,8 +204,16 @@ impl KeyRefresh {
         }
     }
 
+    /// Re-reads the keys if they are stale, waiting at most [`STALE_WAIT`].
+    pub async fn refresh_if_stale(&self, now: Timestamp) {
+        if let Some(task) = self.poll(now) {
+            // On timeout the task goes on by itself; the old keys serve this invocation.
+            drop(tokio::time::timeout(STALE_WAIT, task).await);
+        }
+    }
+
     /// Starts a background re-read if one is due and none is running; returns
-    /// its task (tests await it; functions drop it).
+    /// its task.
     pub fn poll(&self, now: Timestamp) -> Option<tokio::task::JoinHandle<()>> {
         let state = self.state.as_ref()?;
         let due = *state.next_due.lock().unwrap_or_else(std::sync::PoisonError::into_inner) <= now;
@@ -292,6 +313,28 @@ mod tests {
         double.failing.store(true, Ordering::SeqCst);
         let err = read_agent_keys(&double, ARN).await.unwrap_err();
         assert!(err.to_string().contains("ThrottlingException"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_weak_previous_value_is_ignored_not_fatal() {
+        let double = Double::default();
+        double.put(ARN, Stage::Current, NEW);
+        double.put(ARN, Stage::Previous, b"placeholder");
+        assert_eq!(read_agent_keys(&double, ARN).await.unwrap(), (NEW.to_vec(), None));
+    }
+
+    #[tokio::test]
+    async fn a_stale_key_set_is_refreshed_before_the_invocation_goes_on() {
+        let double = Arc::new(Double::default());
+        let start = Timestamp::from_secs(1_800_000_000);
+        let keys = AgentTokenKeys::new(OLD, None);
+        let refresh = KeyRefresh::new(double.clone(), ARN.into(), keys.clone(), start);
+        double.put(ARN, Stage::Current, NEW);
+        double.put(ARN, Stage::Previous, OLD);
+        // An environment idle for an hour: its first invocation already sees the rotation.
+        let later = start.plus(Duration::from_secs(3600));
+        refresh.refresh_if_stale(later).await;
+        assert!(keys.verify(&token(NEW, later), later).is_ok());
     }
 
     #[tokio::test]

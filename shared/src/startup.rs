@@ -24,10 +24,10 @@ pub struct Started {
 }
 
 impl Started {
-    /// Called as each event arrives: starts a background re-read of the agent
-    /// token keys when one is due (never delays the event).
-    pub fn before_invocation(&self) {
-        drop(self.key_refresh.poll(SystemClock.now()));
+    /// Called as each event arrives: re-reads the agent token keys when they are
+    /// stale (at most once in five minutes, waiting at most two seconds).
+    pub async fn before_invocation(&self) {
+        self.key_refresh.refresh_if_stale(SystemClock.now()).await;
     }
 }
 
@@ -49,7 +49,11 @@ async fn start(needs: &[Secret]) -> Result<Started, ConfigError> {
     let store = config.dynamo_store(&sdk);
     let mut key_refresh = KeyRefresh::none();
     if arns.agent_token.is_some() || arns.pseudonym_key.is_some() {
-        let mut builder = aws_sdk_secretsmanager::config::Builder::from(&sdk);
+        // A hung request must not hold the cold start or a refresh forever.
+        let timeouts = aws_sdk_secretsmanager::config::timeout::TimeoutConfig::builder()
+            .operation_timeout(std::time::Duration::from_secs(5))
+            .build();
+        let mut builder = aws_sdk_secretsmanager::config::Builder::from(&sdk).timeout_config(timeouts);
         if let Some(endpoint) = config.local.as_ref().and_then(|l| l.secretsmanager.clone()) {
             builder = builder.endpoint_url(endpoint);
         }

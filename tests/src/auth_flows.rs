@@ -576,8 +576,8 @@ pub async fn revoked_expired_or_disallowed_agents_receive_nothing_more<B: Backen
     }
 }
 
-/// The console the deployment serves (`EUROCHAT_CONSOLE_ORIGIN`, the HTTP API's
-/// origin) is on no site's list: agents may `$connect` from it, visitors may not,
+/// The console the deployment serves (`EUROCHAT_CONSOLE_ORIGINS`, the HTTP API's
+/// origins) is on no site's list: agents may `$connect` from it, visitors may not,
 /// and without the setting it is an origin like any other.
 pub async fn agents_connect_from_the_deployments_console_and_visitors_do_not<B: Backend>(c: &Chat<B>) {
     const CONSOLE: &str = "https://h1a2b3c4d5.execute-api.eu-central-1.amazonaws.com";
@@ -587,7 +587,12 @@ pub async fn agents_connect_from_the_deployments_console_and_visitors_do_not<B: 
         403,
         "not configured"
     );
-    c.update_config(|cfg| cfg.console_origin = Some(chat_core::domain::Origin::parse(CONSOLE).unwrap()));
+    c.update_config(|cfg| {
+        cfg.console_origins = vec![
+            chat_core::domain::Origin::parse("https://chat-api.acme.example").unwrap(),
+            chat_core::domain::Origin::parse(CONSOLE).unwrap(),
+        ]
+    });
     assert_eq!(c.connect_from("c-console-1", &agent, CONSOLE).await, 200);
     let v = c.visitor().await;
     assert_eq!(

@@ -231,7 +231,7 @@ async fn agent<S: SiteStore>(
 ) -> Result<(SiteId, Principal), ApiError> {
     let ok = authenticate_agent(deps.store, deps.config, token, Some(ip), "connect", now).await?;
     // The console this deployment serves is the agents' own page, on no site's list.
-    let console = deps.config.console_origin.as_ref() == Some(origin);
+    let console = deps.config.console_origins.contains(origin);
     if !console && !ok.site.allows_origin(origin) {
         chat_core::security_log::SecurityEvent {
             reason: "origin_not_allowed",

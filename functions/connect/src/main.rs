@@ -16,10 +16,12 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         config,
     };
     lambda_runtime::run(service_fn(|event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| {
-        // A rotated agent token secret reaches a warm function within minutes.
-        started.before_invocation();
-        let deps = &deps;
-        async move { Ok::<_, std::convert::Infallible>(connect::handle(event.payload, deps).await) }
+        let (deps, started) = (&deps, &started);
+        async move {
+            // A rotated agent token secret reaches a warm function before its next token check.
+            started.before_invocation().await;
+            Ok::<_, std::convert::Infallible>(connect::handle(event.payload, deps).await)
+        }
     }))
     .await
 }

@@ -171,7 +171,7 @@ pub fn handle(event: &ApiGatewayV2httpRequest, deps: &Deps) -> ApiGatewayV2httpR
         _ => None,
     };
     match (method, found) {
-        ("GET" | "HEAD", Some(resp)) => resp,
+        ("GET", Some(resp)) => resp,
         (_, Some(_)) => ApiError::new(ErrorCode::MethodNotAllowed, "GET only").http_response(),
         (_, None) => ApiError::new(ErrorCode::NotFound, "no such page").http_response(),
     }

@@ -48,6 +48,9 @@ pub fn share_with(resp: &mut ApiGatewayV2httpResponse, origin: &Origin) {
 pub fn preflight(req: &HttpRequest<'_>) -> ApiGatewayV2httpResponse {
     let mut resp = ApiGatewayV2httpResponse::default();
     resp.status_code = 204;
+    // Like every answer of the API (docs/protocol.md, "Headers").
+    resp.headers
+        .insert("x-content-type-options", HeaderValue::from_static("nosniff"));
     let method_ok = req
         .header("access-control-request-method")
         .is_some_and(|m| matches!(m, "GET" | "POST"));

@@ -53,15 +53,18 @@ impl<'a> HttpRequest<'a> {
         self.header("origin").map(Origin::parse)
     }
 
-    /// Whether `origin` is the API's own (the console it serves): its host and port
-    /// are the request's `domainName` (an execute-api or custom domain).
+    /// Whether `origin` is the API's own (the console it serves): `https://` and the
+    /// request's `domainName` (an execute-api or custom domain), or `http://` on the
+    /// local gateway's loopback address.
     pub fn is_own_origin(&self, origin: &Origin) -> bool {
         let domain = self.event.request_context.domain_name.as_deref().unwrap_or_default();
+        let loopback = domain.starts_with("127.0.0.1:") || domain.starts_with("localhost:");
         !domain.is_empty()
-            && origin
-                .as_str()
-                .split_once("://")
-                .is_some_and(|(_, host)| host == domain)
+            && match origin.as_str().split_once("://") {
+                Some(("https", host)) => host == domain,
+                Some(("http", host)) => loopback && host == domain,
+                _ => false,
+            }
     }
 
     /// A query string parameter.
