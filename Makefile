@@ -6,11 +6,12 @@ VENV := .venv
 PYTHON ?= python3
 CARGO ?= cargo
 
-.PHONY: help setup chromium check-tools fmt-check clippy lint-template lambda-build unit test run deploy-function
+.PHONY: help setup chromium qemu check-tools fmt-check clippy lint-template lambda-build unit test run deploy-function
 
 help:
 	@echo "make setup   install the test tools: Python (moto, cfn-lint, cargo-lambda) into $(VENV),"
-	@echo "             playwright-core into tests/browser, Debian's chromium"
+	@echo "             checkov into $(CHECKOV_VENV), playwright-core into tests/browser, Debian's chromium,"
+	@echo "             qemu-user-static and libc6-arm64-cross (the arm64 bootstraps under emulation)"
 	@echo "make run     the local gateway with the demo widget and agent console (cargo run -p local-gateway)"
 	@echo "make deploy-function STACK=… FUNCTION=… [REGION=…]  update one function's code on a deployed stack (cargo lambda deploy)"
 	@echo "make test    setup + fmt check + clippy -D warnings + cfn-lint + SAM transform + checkov + arm64 Lambda builds + every test (what CI runs)"
@@ -46,7 +47,18 @@ chromium:
 	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq chromium >/dev/null; \
 	fi
 
-setup: $(VENV)/.installed $(CHECKOV_VENV)/.installed $(BROWSER_DIR)/node_modules/.installed chromium check-tools
+# qemu-user and the aarch64 glibc for tests/tests/arm64_qemu.rs (runs target/lambda/*/bootstrap
+# under emulation against moto). Installed if missing (root, or sudo).
+QEMU_AARCH64 := /usr/bin/qemu-aarch64-static
+AARCH64_SYSROOT := /usr/aarch64-linux-gnu
+qemu:
+	@if [ ! -x "$(QEMU_AARCH64)" ] || [ ! -e "$(AARCH64_SYSROOT)/lib/ld-linux-aarch64.so.1" ]; then \
+	  sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+	  echo "installing Debian's qemu-user-static and libc6-arm64-cross"; \
+	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq qemu-user-static libc6-arm64-cross >/dev/null; \
+	fi
+
+setup: $(VENV)/.installed $(CHECKOV_VENV)/.installed $(BROWSER_DIR)/node_modules/.installed chromium qemu check-tools
 
 # Fails loudly, never skips: a missing tool is an error with the command that fixes it.
 check-tools:
@@ -59,6 +71,8 @@ check-tools:
 	@command -v node >/dev/null || { echo "error: node is not installed (Node.js 20+ is required)" >&2; exit 1; }
 	@test -d $(BROWSER_DIR)/node_modules/playwright-core || { echo "error: playwright-core is missing; run 'make setup'" >&2; exit 1; }
 	@test -x "$(CHROMIUM)" || { echo "error: $(CHROMIUM) is missing; run 'make setup' (apt-get install -y chromium)" >&2; exit 1; }
+	@test -x "$(QEMU_AARCH64)" || { echo "error: $(QEMU_AARCH64) is missing; run 'make setup' (apt-get install -y qemu-user-static libc6-arm64-cross)" >&2; exit 1; }
+	@test -e "$(AARCH64_SYSROOT)/lib/ld-linux-aarch64.so.1" || { echo "error: $(AARCH64_SYSROOT) (aarch64 glibc) is missing; run 'make setup' (apt-get install -y libc6-arm64-cross)" >&2; exit 1; }
 
 fmt-check:
 	$(CARGO) fmt --all -- --check
@@ -98,7 +112,9 @@ deploy-function: $(VENV)/.installed
 # Tests that need moto start it themselves on a free loopback port (tests/src/moto.rs,
 # through tests/moto_serial.py).
 # The Lambda binaries are built first: tests/tests/lambda_binaries.rs runs each one as a
-# process (cargo test holds the build lock, so it cannot build them itself).
+# process (cargo test holds the build lock, so it cannot build them itself), and
+# tests/tests/arm64_qemu.rs runs the arm64 bootstraps `lambda-build` made (make test
+# runs lambda-build before unit; a bare `make unit` uses whatever target/lambda holds).
 # The last line totals every test binary's result, so the run ends on the real count
 # rather than on cargo's (empty) doc-test summary.
 unit: setup
