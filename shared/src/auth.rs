@@ -25,17 +25,7 @@ use crate::domain::{AgentId, AgentRole, SessionId, SiteId};
 
 type HmacSha256 = Hmac<Sha256>;
 
-/// `N` bytes from the operating system's CSPRNG.
-///
-/// # Panics
-/// If the OS cannot supply randomness. Nothing secure can be issued then, and
-/// aborting the invocation is safer than a guessable token.
-pub fn random_bytes<const N: usize>() -> [u8; N] {
-    let mut buf = [0u8; N];
-    #[allow(clippy::expect_used)]
-    getrandom::fill(&mut buf).expect("the OS CSPRNG is unavailable");
-    buf
-}
+pub use crate::random::random_bytes;
 
 /// Why a credential was refused. Clients see only the error code, never which
 /// check failed beyond "expired" (so a widget knows to start a new session).

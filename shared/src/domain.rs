@@ -47,7 +47,7 @@ impl ValidationError {
 }
 
 fn random_hex_id(prefix: &str) -> String {
-    let bytes: [u8; 16] = crate::auth::random_bytes();
+    let bytes: [u8; 16] = crate::random::random_bytes();
     let mut s = String::with_capacity(prefix.len() + 32);
     s.push_str(prefix);
     for b in bytes {

@@ -306,7 +306,7 @@ pub async fn held_conversation(
 
 /// A time-ordered unique id for an audit record.
 pub fn audit_id(now: Timestamp) -> String {
-    let r: [u8; 8] = crate::auth::random_bytes();
+    let r: [u8; 8] = crate::random::random_bytes();
     format!(
         "{}-{}",
         crate::storage::keys::ts(now),

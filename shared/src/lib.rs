@@ -15,6 +15,7 @@
 //! - [`metrics`]: counts as CloudWatch metrics (Embedded Metric Format).
 //! - [`security_log`]: security events (refusals, revocations, rate limits) without personal data.
 //! - [`clock`]: injected time.
+//! - [`random`]: the OS CSPRNG, a leaf module.
 
 #![warn(missing_docs)]
 
@@ -28,6 +29,7 @@ pub mod gateway;
 pub mod gdpr;
 pub mod metrics;
 pub mod policy;
+pub mod random;
 pub mod secrets;
 pub mod security_log;
 pub mod startup;
