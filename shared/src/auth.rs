@@ -62,12 +62,7 @@ impl AuthError {
 }
 
 fn sha256_hex(data: &[u8]) -> String {
-    let d = Sha256::digest(data);
-    let mut s = String::with_capacity(64);
-    for b in d {
-        s.push_str(&format!("{b:02x}"));
-    }
-    s
+    crate::random::hex(&Sha256::digest(data))
 }
 
 /// A freshly issued visitor token. `token` goes to the visitor once; only `hash` is stored.
@@ -394,8 +389,7 @@ impl Pseudonymizer {
             m.update(&(p.len() as u64).to_be_bytes());
             m.update(p.as_bytes());
         }
-        let out = m.finalize().into_bytes();
-        out.iter().map(|b| format!("{b:02x}")).collect()
+        crate::random::hex(&m.finalize().into_bytes())
     }
 
     /// The audit trail's name for a data subject (a visitor, by site).
@@ -609,7 +603,7 @@ mod tests {
                 .contains("repeated")
         );
         // Random secrets, hex-encoded (the local gateway's), base64, or Secrets Manager's generated letters and digits, pass.
-        let hex: String = random_bytes::<32>().iter().map(|b| format!("{b:02x}")).collect();
+        let hex = crate::random::hex(&random_bytes::<32>());
         assert_eq!(secret_weakness(hex.as_bytes()), None);
         assert_eq!(secret_weakness(B64.encode(random_bytes::<48>()).as_bytes()), None);
     }
@@ -662,5 +656,60 @@ mod tests {
         assert_ne!(a, v);
         assert!(!v.contains(sid.as_str()) && !a.contains("alice"));
         assert_eq!(v, p.holder_key(RateScope::Export, TokenHolder::Session(&sid)));
+    }
+}
+
+/// Tokens are untrusted input: any string, parsed or verified, is an answer
+/// (never a panic), and only a genuine token is accepted.
+#[cfg(test)]
+mod proptests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::error::{ApiError, ErrorCode};
+
+    fn token_like() -> impl Strategy<Value = String> {
+        prop_oneof![
+            ".{0,120}",
+            "(vt1|at1)\\.[A-Za-z0-9_.=+/-]{0,120}",
+            "vt1\\.ses_[0-9a-f]{32}\\.[A-Za-z0-9_-]{0,50}",
+            "at1\\.[A-Za-z0-9_-]{0,80}\\.[A-Za-z0-9_-]{0,50}",
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn visitor_tokens_parse_or_refuse_as_unauthorized(token in token_like()) {
+            if let Err(e) = PresentedVisitorToken::parse(&token) {
+                prop_assert_eq!(ApiError::from(e).code, ErrorCode::Unauthorized);
+            }
+        }
+
+        #[test]
+        fn only_genuine_agent_tokens_verify(token in token_like()) {
+            let keys = AgentTokenKeys::new(b"agent-token-secret-for-proptests-0123456789", None);
+            let now = Timestamp::from_secs(1_800_000_000);
+            match keys.verify(&token, now) {
+                Ok(_) => prop_assert!(false, "a generated string verified: {token}"),
+                Err(e) => prop_assert_eq!(ApiError::from(e).code, ErrorCode::Unauthorized),
+            }
+        }
+
+        #[test]
+        fn a_tampered_agent_token_never_verifies(flip in 0usize..200, bit in 0u8..8) {
+            let keys = AgentTokenKeys::new(b"agent-token-secret-for-proptests-0123456789", None);
+            let now = Timestamp::from_secs(1_800_000_000);
+            let site = SiteId::parse("acme").unwrap();
+            let agent = AgentId::parse("alice").unwrap();
+            let token = keys.mint(&site, &agent, AgentRole::Agent, now, std::time::Duration::from_secs(3600));
+            let mut bytes = token.clone().into_bytes();
+            let i = flip % bytes.len();
+            bytes[i] ^= 1 << bit;
+            if let Ok(tampered) = String::from_utf8(bytes)
+                && tampered != token
+            {
+                prop_assert!(keys.verify(&tampered, now).is_err(), "{tampered}");
+            }
+        }
     }
 }

@@ -101,6 +101,9 @@ pub struct ApiError {
     pub field: Option<&'static str>,
     /// Seconds to wait, for `rate_limited` and `unavailable`.
     pub retry_after: Option<u64>,
+    /// What failed on our side (an operation and an error code, never item data),
+    /// for the log line the handler writes when it finishes; never sent to a client.
+    pub cause: Option<String>,
 }
 
 impl ApiError {
@@ -111,6 +114,20 @@ impl ApiError {
             message: message.into(),
             field: None,
             retry_after: None,
+            cause: None,
+        }
+    }
+
+    /// Logs how a request ended in this error, where the handler finishes (the
+    /// conversions into an `ApiError` have no side effects): a client mistake at
+    /// `info`, a throttled dependency at `warn`, a failure on our side at `error`
+    /// with its cause. Never the message's input: codes and statuses only.
+    pub fn log(&self, outcome: &'static str) {
+        let (status, code) = (self.status(), self.code.as_str());
+        match (self.code, &self.cause) {
+            (ErrorCode::Internal, cause) => tracing::error!(status, code, cause = cause.as_deref(), outcome),
+            (ErrorCode::Unavailable, cause) => tracing::warn!(status, code, cause = cause.as_deref(), outcome),
+            _ => tracing::info!(status, code, outcome),
         }
     }
 
@@ -240,18 +257,16 @@ impl From<StoreError> for ApiError {
                 field: Some("cursor"),
                 ..Self::new(ErrorCode::InvalidRequest, "invalid cursor")
             },
-            StoreError::Throttled { operation } => {
-                tracing::warn!(operation, "store throttled");
-                Self {
-                    retry_after: Some(1),
-                    ..Self::new(ErrorCode::Unavailable, "temporarily unavailable, retry")
-                }
-            }
-            other @ (StoreError::Backend { .. } | StoreError::Corrupt { .. }) => {
-                // StoreError's Display carries operation and error code only, never item data.
-                tracing::error!(error = %other, "store failure");
-                Self::internal()
-            }
+            StoreError::Throttled { operation } => Self {
+                retry_after: Some(1),
+                cause: Some(format!("store throttled: {operation}")),
+                ..Self::new(ErrorCode::Unavailable, "temporarily unavailable, retry")
+            },
+            // StoreError's Display carries operation and error code only, never item data.
+            other @ (StoreError::Backend { .. } | StoreError::Corrupt { .. }) => Self {
+                cause: Some(other.to_string()),
+                ..Self::internal()
+            },
         }
     }
 }
@@ -266,6 +281,34 @@ mod tests {
         assert_eq!((e.status(), e.field), (400, Some("siteId")));
         let e: ApiError = ValidationError::too_large("text", "too long").into();
         assert_eq!((e.status(), e.code.as_str()), (413, "payload_too_large"));
+    }
+
+    #[test]
+    fn store_errors_convert_without_logging_and_keep_their_cause_for_the_handler() {
+        use crate::telemetry::{CapturedLogs, filter_at, json_subscriber_with};
+        let logs = CapturedLogs::new();
+        let e = tracing::subscriber::with_default(json_subscriber_with(logs.clone(), filter_at("trace")), || {
+            ApiError::from(StoreError::Backend {
+                operation: "PutItem",
+                code: Some("InternalServerError".into()),
+            })
+        });
+        assert_eq!(logs.text(), "", "a conversion has no side effect");
+        assert_eq!(e.code, ErrorCode::Internal);
+        assert!(e.cause.as_deref().is_some_and(|c| c.contains("PutItem")), "{e:?}");
+        let body = e.http_response().body;
+        let Some(Body::Text(body)) = body else { panic!() };
+        assert!(!body.contains("PutItem"), "the cause never reaches a client: {body}");
+        tracing::subscriber::with_default(json_subscriber_with(logs.clone(), filter_at("trace")), || {
+            e.log("export failed");
+        });
+        let text = logs.text();
+        assert!(
+            text.contains("\"level\":\"ERROR\"") && text.contains("PutItem"),
+            "{text}"
+        );
+        let throttled = ApiError::from(StoreError::Throttled { operation: "Query" });
+        assert_eq!((throttled.status(), throttled.retry_after), (503, Some(1)));
     }
 
     #[test]

@@ -1,6 +1,11 @@
-//! Privacy and expiry policy: how long each kind of data lives and how much of
-//! an IP address is kept. Pure functions of the inputs and "now", shared by both
-//! store adapters so the in-memory store and DynamoDB expire data identically.
+//! Privacy and expiry policy: how long each kind of data lives, how much of
+//! an IP address is kept, and rate windows. Pure values and functions of the
+//! inputs and "now", shared by both store adapters so the in-memory store and
+//! DynamoDB expire data identically.
+//!
+//! A leaf beside `clock`: the domain applies these rules (a session's expiry is
+//! [`crate::domain::Session::expiry`], a site's retention bounds are checked by
+//! `RetentionPolicy::validate` in `domain::site`), never the other way round.
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -8,7 +13,6 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Timestamp;
-use crate::domain::Session;
 
 /// A session without messages is destroyed this long after its last access.
 pub const EMPTY_SESSION_IDLE: Duration = Duration::from_secs(30 * 60);
@@ -110,20 +114,6 @@ impl Default for RetentionPolicy {
 }
 
 impl RetentionPolicy {
-    /// Checks the bounds an operator may set: 1 day to 10 years.
-    pub fn validate(&self) -> Result<(), crate::domain::ValidationError> {
-        use crate::domain::ValidationError;
-        if !(1..=MAX_RETENTION_DAYS).contains(&self.conversation_days) {
-            return Err(ValidationError::new("conversationDays", "must be between 1 and 3650"));
-        }
-        if !(1..=MAX_RETENTION_DAYS).contains(&self.ip_retention_days) {
-            return Err(ValidationError::new("ipRetentionDays", "must be between 1 and 3650"));
-        }
-        Ok(())
-    }
-}
-
-impl RetentionPolicy {
     /// The most a deployment lets any site keep when its operator sets no limit:
     /// sites then decide alone, within the 10-year bound.
     pub const UNLIMITED: Self = Self {
@@ -154,15 +144,6 @@ pub fn days(days: u32) -> Duration {
 /// expired items up to two days late, so every read applies this itself.
 pub fn is_live(expires_at: Timestamp, now: Timestamp) -> bool {
     expires_at > now
-}
-
-/// When a session expires given its state: 30 minutes after last access while
-/// it has no message; the retention period after its last message once it does.
-pub fn session_expiry(session: &Session) -> Timestamp {
-    match session.last_activity_at {
-        Some(last) if session.last_seq > 0 => last.plus(days(session.retention_days)),
-        _ => session.last_access_at.plus(EMPTY_SESSION_IDLE),
-    }
 }
 
 /// When a connection record expires if `$disconnect` never arrives.
@@ -291,43 +272,6 @@ impl RateLimit {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::*;
-
-    fn session(last_access: i64, last_activity: Option<i64>, last_seq: u64) -> Session {
-        let mut site = crate::domain::Site {
-            id: SiteId::parse("acme").unwrap(),
-            name: "acme".into(),
-            allowed_origins: vec![],
-            retention: RetentionPolicy::default(),
-            agent_ip_allowlist: None,
-            created_at: Timestamp::from_secs(0),
-            updated_at: Timestamp::from_secs(0),
-        };
-        site.retention.conversation_days = 7;
-        let mut s = Session::start(
-            SessionId::generate(),
-            &site,
-            VisitorId::generate(),
-            String::new(),
-            Timestamp::from_secs(0),
-        );
-        s.last_access_at = Timestamp::from_secs(last_access);
-        s.last_activity_at = last_activity.map(Timestamp::from_secs);
-        s.last_seq = last_seq;
-        s
-    }
-
-    #[test]
-    fn empty_session_lives_30_minutes_after_last_access() {
-        let s = session(1_000, None, 0);
-        assert_eq!(session_expiry(&s), Timestamp::from_secs(1_000 + 1800));
-    }
-
-    #[test]
-    fn conversation_lives_retention_days_after_last_activity() {
-        let s = session(9_999_999, Some(1_000), 3);
-        assert_eq!(session_expiry(&s), Timestamp::from_secs(1_000 + 7 * 86_400));
-    }
 
     #[test]
     fn liveness_is_strict() {
@@ -515,15 +459,5 @@ mod tests {
         );
         assert!(matches!(rl.admit(&[], t0), RateDecision::Allowed { count: 1, .. }));
         assert!(matches!(sliding(0, 60).admit(&[], t0), RateDecision::Limited { .. }));
-    }
-
-    #[test]
-    fn retention_bounds() {
-        assert!(RetentionPolicy::default().validate().is_ok());
-        let bad = RetentionPolicy {
-            conversation_days: 0,
-            ..RetentionPolicy::default()
-        };
-        assert_eq!(bad.validate().unwrap_err().field, "conversationDays");
     }
 }

@@ -270,6 +270,28 @@ impl<B: Backend> Chat<B> {
         Self::reply(gdpr_export::handle(Self::http_event(bearer, body, origin), &deps).await)
     }
 
+    /// `POST /v1/gdpr/export` with any event (generated input), pages of 4 MB.
+    pub async fn export_event(&self, event: ApiGatewayV2httpRequest) -> HttpReply {
+        let deps = gdpr_export::Deps {
+            store: self.backend.store(),
+            clock: &self.clock,
+            config: &self.config(),
+            page_bytes: chat_core::gdpr::EXPORT_PAGE_BYTES,
+        };
+        Self::reply(gdpr_export::handle(event, &deps).await)
+    }
+
+    /// `POST /v1/gdpr/erase` with any event (generated input).
+    pub async fn erase_event(&self, event: ApiGatewayV2httpRequest) -> HttpReply {
+        let deps = gdpr_delete::Deps {
+            store: self.backend.store(),
+            gateway: self.gateway.as_ref(),
+            clock: &self.clock,
+            config: &self.config(),
+        };
+        Self::reply(gdpr_delete::handle(event, &deps).await)
+    }
+
     /// `POST /v1/gdpr/erase`, without `Origin`.
     pub async fn erase(&self, bearer: Option<&str>, body: &Value) -> HttpReply {
         self.erase_from(None, bearer, body).await
@@ -288,9 +310,16 @@ impl<B: Backend> Chat<B> {
 
     /// One run of the retention job with this event.
     pub async fn retention(&self, event: Value) -> retention::Summary {
-        retention::handle(event, self.backend.store(), &self.clock, &self.config().policy_limit)
-            .await
-            .expect("retention run")
+        retention::handle(
+            event,
+            &retention::Deps {
+                store: self.backend.store(),
+                clock: &self.clock,
+                limit: &self.config().policy_limit,
+            },
+        )
+        .await
+        .expect("retention run")
     }
 
     /// `POST /v1/sessions` with a raw event.
@@ -398,7 +427,17 @@ impl<B: Backend> Chat<B> {
         let mut e = fixture("disconnect");
         e["requestContext"]["connectionId"] = json!(conn);
         let event: ApiGatewayWebsocketProxyRequest = serde_json::from_value(e).expect("WebSocket event");
-        u16::try_from(disconnect::handle(event, self.backend.store()).await.status_code).unwrap_or(0)
+        u16::try_from(
+            disconnect::handle(
+                event,
+                &disconnect::Deps {
+                    store: self.backend.store(),
+                },
+            )
+            .await
+            .status_code,
+        )
+        .unwrap_or(0)
     }
 
     /// Frames delivered to `conn`, oldest first.

@@ -44,6 +44,13 @@ macro_rules! chat_suite {
             disconnect_removes_the_connection_idempotently,
             management_client_follows_the_request_domain_and_stage,
             agents_delete_conversations_and_close_the_visitor,
+            every_answer_and_error_echoes_the_frames_ref,
+            hello_states_the_protocol_version_and_limits,
+            the_ack_carries_the_stored_message,
+            agent_messages_carry_the_display_name,
+            mark_read_answers_the_sender_with_the_stored_marker,
+            conversation_cursors_are_bound_to_their_query,
+            refs_are_checked_and_never_stored,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -1156,4 +1163,284 @@ pub async fn agents_delete_conversations_and_close_the_visitor<B: Backend>(c: &C
         assert!(!record.contains(personal), "audit record holds {personal}: {record}");
     }
     assert!(record.contains("conversation-delete") && record.contains("bob"));
+}
+
+/// GIVEN a visitor and an agent WHEN each frame carries a `ref` THEN its answer (`hello`,
+/// `ack`, `history`, `read`, `conversations`, `joined`, `deleted`) and every error (a bad
+/// field, an unknown action, a refused permission) echo it; fan-out to others carries none.
+pub async fn every_answer_and_error_echoes_the_frames_ref<B: Backend>(c: &Chat<B>) {
+    let v = visitor_online(c, "V1=").await;
+    agent_online(c, "A1=", "alice").await;
+    let sid = v.session_id.as_str();
+    let answers: Vec<(&str, Value, &str)> = vec![
+        ("V1=", json!({"action": "hello", "ref": "r1"}), "hello"),
+        (
+            "V1=",
+            json!({"action": "sendMessage", "ref": "r2", "clientMsgId": "c-1", "text": "hi"}),
+            "ack",
+        ),
+        ("V1=", json!({"action": "history", "ref": "r3"}), "history"),
+        (
+            "A1=",
+            json!({"action": "markRead", "ref": "r4", "sessionId": sid, "seq": 1}),
+            "read",
+        ),
+        (
+            "A1=",
+            json!({"action": "listConversations", "ref": "r5"}),
+            "conversations",
+        ),
+        (
+            "A1=",
+            json!({"action": "join", "ref": "r6", "sessionId": sid}),
+            "joined",
+        ),
+        ("V1=", json!({"action": "history", "ref": "r7", "limit": 0}), "error"),
+        ("V1=", json!({"action": "fly", "ref": "r8"}), "error"),
+        ("V1=", json!({"action": "join", "ref": "r9", "sessionId": sid}), "error"),
+        ("V1=", json!({"action": "typing", "ref": "r10"}), "error"),
+        (
+            "A1=",
+            json!({"action": "deleteConversation", "ref": "r11", "sessionId": sid}),
+            "deleted",
+        ),
+    ];
+    for (conn, frame, kind) in answers {
+        c.send(conn, frame.clone()).await;
+        let f = c.last(conn);
+        assert_eq!(
+            (f["type"].as_str(), f["ref"].as_str()),
+            (Some(kind), frame["ref"].as_str()),
+            "{frame} answered {f}"
+        );
+    }
+    assert!(
+        c.frames("A1=")
+            .iter()
+            .any(|f| f["type"] == "message" && f.get("ref").is_none()),
+        "fan-out carries no ref"
+    );
+    let to_visitor = c.frames_of("V1=", "read");
+    assert_eq!(to_visitor.len(), 1, "the agent's read reached the visitor");
+    assert!(to_visitor[0].get("ref").is_none(), "{}", to_visitor[0]);
+}
+
+/// GIVEN any connection WHEN it sends `hello` THEN it learns the protocol version, the
+/// actions and the deployment's limits, and nothing is stored.
+pub async fn hello_states_the_protocol_version_and_limits<B: Backend>(c: &Chat<B>) {
+    visitor_online(c, "V1=").await;
+    let before = c.stored().await;
+    c.send("V1=", json!({"action": "hello"})).await;
+    let h = c.last("V1=");
+    assert_eq!(h["type"], "hello");
+    assert_eq!(h["protocol"], chat_core::api::frames::PROTOCOL_VERSION);
+    assert_eq!(h["protocol"], "1.1");
+    assert_eq!(
+        h["actions"],
+        json!(message::ACTIONS),
+        "every action the function serves"
+    );
+    assert_eq!(
+        h["limits"],
+        json!({
+            "maxFrameBytes": 32768,
+            "maxTextBytes": 4096,
+            "visitorMessagesPerMinute": 30,
+            "historyPage": {"default": 50, "max": 100},
+            "conversationsPage": {"default": 20, "max": 50},
+        })
+    );
+    assert!(h.get("ref").is_none(), "no ref asked, none echoed");
+    assert_eq!(c.stored().await, before);
+}
+
+/// GIVEN a visitor WHEN it sends a message THEN the ack carries the message as stored (text,
+/// author, role, time), the same the others receive, also for a retry.
+pub async fn the_ack_carries_the_stored_message<B: Backend>(c: &Chat<B>) {
+    let v = visitor_online(c, "V1=").await;
+    agent_online(c, "A1=", "alice").await;
+    let ack = say(c, "V1=", "c-1", "  Hello there  ").await;
+    let m = &ack["message"];
+    assert_eq!(
+        (
+            m["text"].as_str(),
+            m["role"].as_str(),
+            m["authorId"].as_str(),
+            m["seq"].as_u64(),
+            m["sessionId"].as_str(),
+            m["clientMsgId"].as_str(),
+        ),
+        (
+            c.frames_of("A1=", "message")[0]["message"]["text"].as_str(),
+            Some("visitor"),
+            Some(v.visitor_id.as_str()),
+            Some(1),
+            Some(v.session_id.as_str()),
+            Some("c-1"),
+        ),
+        "{ack}"
+    );
+    assert_eq!(m["createdAt"], ack["createdAt"]);
+    assert_eq!(m["createdAt"].as_i64(), Some(c.now().millis()));
+    assert_eq!(&c.frames_of("A1=", "message")[0]["message"], m, "what the others see");
+    assert!(m.get("authorName").is_none(), "visitors have no display name");
+    let again = say(c, "V1=", "c-1", "  Hello there  ").await;
+    assert_eq!((again["duplicate"].as_bool(), &again["message"]), (Some(true), m));
+}
+
+/// GIVEN an agent with a display name WHEN it writes THEN the visitor's `message` and the
+/// agent's `ack` carry `authorName`; a renamed agent's next message carries the new name.
+pub async fn agent_messages_carry_the_display_name<B: Backend>(c: &Chat<B>) {
+    let v = visitor_online(c, "V1=").await;
+    agent_online(c, "A1=", "alice").await;
+    let send = |id: &'static str| json!({"action": "sendMessage", "sessionId": v.session_id, "clientMsgId": id, "text": "Hello, I am here"});
+    c.send("A1=", send("a-1")).await;
+    assert_eq!(c.last("A1=")["message"]["authorName"], "alice");
+    assert_eq!(c.frames_of("V1=", "message")[0]["message"]["authorName"], "alice");
+
+    let site = SiteId::parse(SITE).unwrap();
+    let mut alice = c
+        .backend
+        .store()
+        .get_agent(&site, &AgentId::parse("alice").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    alice.display_name = "Alice from Support".into();
+    c.backend.store().put_agent(&alice).await.unwrap();
+    c.send("A1=", send("a-2")).await;
+    assert_eq!(
+        c.frames_of("V1=", "message")[1]["message"]["authorName"],
+        "Alice from Support"
+    );
+}
+
+/// GIVEN a conversation with one message WHEN a reader marks more than there is, then less
+/// THEN the sender's `read` answer is the marker as stored: never past the last message,
+/// never back.
+pub async fn mark_read_answers_the_sender_with_the_stored_marker<B: Backend>(c: &Chat<B>) {
+    let v = visitor_online(c, "V1=").await;
+    agent_online(c, "A1=", "alice").await;
+    say(c, "V1=", "c-1", "one").await;
+    say(c, "V1=", "c-2", "two").await;
+    for (asked, stored) in [(99, 2), (1, 2)] {
+        c.send(
+            "A1=",
+            json!({"action": "markRead", "sessionId": v.session_id, "seq": asked, "ref": format!("m{asked}")}),
+        )
+        .await;
+        let r = c.last("A1=");
+        assert_eq!(
+            (r["type"].as_str(), r["role"].as_str(), r["seq"].as_u64()),
+            (Some("read"), Some("agent"), Some(stored)),
+            "asked {asked}: {r}"
+        );
+    }
+    c.send("V1=", json!({"action": "markRead", "seq": 2})).await;
+    assert_eq!(
+        (c.last("V1=")["role"].as_str(), c.last("V1=")["seq"].as_u64()),
+        (Some("visitor"), Some(2))
+    );
+    assert_eq!(
+        c.frames_of("A1=", "read").last().unwrap()["role"],
+        "visitor",
+        "the agents are told"
+    );
+}
+
+/// GIVEN three conversations WHEN an agent pages them one by one THEN `next` is a cursor
+/// until the last page, where it is `null` (present); a cursor reused for another query
+/// (another status, no status, another site's agent, a forged one) is `invalid_request`
+/// naming `cursor`, and nothing is stored.
+pub async fn conversation_cursors_are_bound_to_their_query<B: Backend>(c: &Chat<B>) {
+    for i in 0..3 {
+        let conn = format!("V{i}=");
+        visitor_online(c, &conn).await;
+        say(c, &conn, "c-1", "hello").await;
+        c.advance(Duration::from_secs(1));
+    }
+    agent_online(c, "A1=", "alice").await;
+    agent_online(c, "E1=", "eve").await;
+    let before = c.stored().await;
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut first_cursor = None;
+    loop {
+        let mut frame = json!({"action": "listConversations", "status": "open", "limit": 1});
+        if let Some(cur) = &cursor {
+            frame["cursor"] = json!(cur);
+        }
+        c.send("A1=", frame).await;
+        let page = c.last("A1=");
+        assert_eq!(page["type"], "conversations", "{page}");
+        assert!(
+            page.as_object().unwrap().contains_key("next"),
+            "next is always present: {page}"
+        );
+        seen.extend(page["items"].as_array().unwrap().iter().map(|i| i["sessionId"].clone()));
+        match page["next"].as_str() {
+            Some(n) => {
+                first_cursor.get_or_insert(n.to_owned());
+                cursor = Some(n.to_owned());
+            }
+            None => {
+                assert!(page["next"].is_null());
+                break;
+            }
+        }
+    }
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    let used = first_cursor.unwrap();
+    for (conn, frame) in [
+        (
+            "A1=",
+            json!({"action": "listConversations", "status": "closed", "cursor": used}),
+        ),
+        ("A1=", json!({"action": "listConversations", "cursor": used})),
+        (
+            "E1=",
+            json!({"action": "listConversations", "status": "open", "cursor": used}),
+        ),
+        (
+            "A1=",
+            json!({"action": "listConversations", "status": "open", "cursor": "eyJza2lwIjoxfQ"}),
+        ),
+    ] {
+        c.send(conn, frame.clone()).await;
+        let f = c.last(conn);
+        assert_eq!(
+            (code(&f), f["field"].as_str()),
+            ("invalid_request", Some("cursor")),
+            "{frame}: {f}"
+        );
+    }
+    assert_eq!(c.stored().await, before);
+}
+
+/// GIVEN a connected visitor WHEN a frame's `ref` is not a string of the `clientMsgId`
+/// alphabet THEN `invalid_request` naming `ref` (not echoed), and nothing is stored.
+pub async fn refs_are_checked_and_never_stored<B: Backend>(c: &Chat<B>) {
+    visitor_online(c, "V1=").await;
+    let before = c.stored().await;
+    for bad in [
+        json!(5),
+        json!(""),
+        json!("has space"),
+        json!("x".repeat(65)),
+        json!({"a": 1}),
+    ] {
+        c.send(
+            "V1=",
+            json!({"action": "sendMessage", "clientMsgId": "c-1", "text": "hi", "ref": bad}),
+        )
+        .await;
+        let f = c.last("V1=");
+        assert_eq!(
+            (code(&f), f["field"].as_str()),
+            ("invalid_request", Some("ref")),
+            "{bad}"
+        );
+        assert!(f.get("ref").is_none(), "a bad ref is not echoed: {f}");
+    }
+    assert_eq!(c.stored().await, before);
 }

@@ -626,9 +626,16 @@ pub async fn bad_retention_input_fails_loudly<B: Backend>(c: &Chat<B>) {
         json!({"budget": 0}),
         json!({"detail": {"budget": "many"}}),
     ] {
-        let err = retention::handle(bad.clone(), c.backend.store(), &c.clock, &c.config().policy_limit)
-            .await
-            .unwrap_err();
+        let err = retention::handle(
+            bad.clone(),
+            &retention::Deps {
+                store: c.backend.store(),
+                clock: &c.clock,
+                limit: &c.config().policy_limit,
+            },
+        )
+        .await
+        .unwrap_err();
         assert!(err.to_string().starts_with("invalid job input"), "{bad}: {err}");
     }
     let _ = Duration::ZERO;

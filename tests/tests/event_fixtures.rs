@@ -277,7 +277,13 @@ fn web(text: &str) -> ApiGatewayV2httpResponse {
 }
 
 async fn disconnect(chat: &Chat<Memory>, text: &str) -> ApiGatewayProxyResponse {
-    disconnect::handle(serde_json::from_str(text).expect("event"), chat.backend.store()).await
+    disconnect::handle(
+        serde_json::from_str(text).expect("event"),
+        &disconnect::Deps {
+            store: chat.backend.store(),
+        },
+    )
+    .await
 }
 
 async fn export(chat: &Chat<Memory>, text: &str) -> ApiGatewayV2httpResponse {

@@ -95,14 +95,16 @@ async fn full_flow<B: Backend>(b: &B) -> Secrets {
         .append_message(&visitor_msg(&s, "c2", TEXT), at_min(2), rate)
         .await
         .unwrap_err();
-    let _ = ApiError::from(limited);
-    let _ = ApiError::from(StoreError::Backend {
+    // Conversions have no side effect; handlers log each error where they finish.
+    ApiError::from(limited).log("message refused");
+    ApiError::from(StoreError::Backend {
         operation: "PutItem",
         code: Some("InternalServerError".into()),
-    });
-    let _ = ApiError::from(StoreError::Throttled { operation: "Query" });
-    let _ = ApiError::from(Email::parse("not an email, Zelda").unwrap_err());
-    let _ = ApiError::from(keys.verify("at1.garbage.sig", T0).unwrap_err());
+    })
+    .log("store failure");
+    ApiError::from(StoreError::Throttled { operation: "Query" }).log("store throttled");
+    ApiError::from(Email::parse("not an email, Zelda").unwrap_err()).log("session refused");
+    ApiError::from(keys.verify("at1.garbage.sig", T0).unwrap_err()).log("connection refused");
 
     // Reads an agent and a GDPR request would make, then the erasure.
     st.list_messages(&s.id, 0, 50).await.unwrap();

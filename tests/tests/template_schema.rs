@@ -78,12 +78,15 @@ fn indexes_match_the_store() {
             )
         })
         .collect();
-    let expected: Vec<IndexDecl> = keys::GSIS
+    let expected: Vec<IndexDecl> = keys::INDEXES
         .iter()
-        .map(|(name, p, s)| {
+        .map(|g| {
             (
-                name.to_string(),
-                vec![(p.to_string(), "HASH".to_owned()), (s.to_string(), "RANGE".to_owned())],
+                g.name.to_owned(),
+                vec![
+                    (g.pk.to_owned(), "HASH".to_owned()),
+                    (g.sk.to_owned(), "RANGE".to_owned()),
+                ],
                 "ALL".to_owned(),
             )
         })

@@ -15,17 +15,20 @@
 use std::net::IpAddr;
 
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
-use chat_core::api::agent_auth::{FrameRefusal, TokenFacts, authenticate_agent, recheck_agent_frame};
+use chat_core::api::authn::{
+    FrameRefusal, TokenFacts, VisitorDoor, authenticate_agent, authenticate_visitor, gone_as_unauthorized,
+    recheck_agent_frame, touch_visitor,
+};
 use chat_core::api::cors::origin_refused;
 use chat_core::api::ws::{self, SUBPROTOCOL, WsRequest};
-use chat_core::auth::{AuthError, PresentedVisitorToken, RateScope};
+use chat_core::auth::{AuthError, RateScope};
 use chat_core::clock::{Clock, Timestamp};
 use chat_core::config::Config;
 use chat_core::domain::*;
 use chat_core::error::{ApiError, ErrorCode};
 use chat_core::policy::{self, RateDecision};
 use chat_core::security_log::SecurityEvent;
-use chat_core::storage::{ConnectionStore, RateLimitStore, SessionStore, SessionTouch, SiteStore, StoreError};
+use chat_core::storage::{ConnectionStore, RateLimitStore, SessionStore, SessionTouch, SiteStore, SubjectStore};
 
 /// What the handler needs.
 pub struct Deps<'a, S> {
@@ -40,7 +43,7 @@ pub struct Deps<'a, S> {
 /// Handles one `$connect`. Never fails: a refusal is a status code.
 pub async fn handle<S>(event: ApiGatewayWebsocketProxyRequest, deps: &Deps<'_, S>) -> ApiGatewayProxyResponse
 where
-    S: SiteStore + SessionStore + ConnectionStore + RateLimitStore,
+    S: SiteStore + SessionStore + SubjectStore + ConnectionStore + RateLimitStore,
 {
     let req = WsRequest::new(&event);
     match connect(&req, deps).await {
@@ -53,7 +56,7 @@ where
             r
         }
         Err(e) => {
-            tracing::info!(status = e.status(), code = e.code.as_str(), "connection refused");
+            e.log("connection refused or failed");
             ws::reject(&e)
         }
     }
@@ -78,7 +81,7 @@ fn unauthorized() -> ApiError {
 
 async fn connect<S>(req: &WsRequest<'_>, deps: &Deps<'_, S>) -> Result<&'static str, ApiError>
 where
-    S: SiteStore + SessionStore + ConnectionStore + RateLimitStore,
+    S: SiteStore + SessionStore + SubjectStore + ConnectionStore + RateLimitStore,
 {
     let now = deps.clock.now();
     let conn_id = req.connection_id()?;
@@ -135,10 +138,7 @@ where
         expires_at: policy::connection_expiry(now),
     };
     // A visitor's session erased (or fenced) since it was read: the same answer as a bad token.
-    deps.store.put_connection(&conn).await.map_err(|e| match e {
-        StoreError::NotFound => unauthorized(),
-        other => other.into(),
-    })?;
+    deps.store.put_connection(&conn).await.map_err(gone_as_unauthorized)?;
     if let Principal::Agent {
         agent_id,
         role,
@@ -176,19 +176,13 @@ where
     Ok(role)
 }
 
-async fn visitor<S: SiteStore + SessionStore>(
+async fn visitor<S: SiteStore + SessionStore + SubjectStore>(
     deps: &Deps<'_, S>,
     token: &str,
     origin: &Origin,
     now: Timestamp,
 ) -> Result<(SiteId, Principal), ApiError> {
-    let presented = PresentedVisitorToken::parse(token)?;
-    let session = deps
-        .store
-        .get_session(presented.session_id(), now)
-        .await?
-        .ok_or_else(unauthorized)?;
-    presented.verify(&session.token_hash, session.token_expires_at, now)?;
+    let session = authenticate_visitor(deps.store, token, VisitorDoor::Chat, now).await?;
     let site = deps
         .store
         .get_site(&session.site_id)
@@ -198,21 +192,15 @@ async fn visitor<S: SiteStore + SessionStore>(
         return Err(origin_refused());
     }
     // Connecting is an access: an empty session lives 30 minutes from now.
-    match deps
-        .store
-        .touch_session(
-            &session.id,
-            SessionTouch {
-                now,
-                renew_token: false,
-            },
-        )
-        .await
-    {
-        Ok(_) => {}
-        Err(StoreError::NotFound) => return Err(unauthorized()),
-        Err(e) => return Err(e.into()),
-    }
+    touch_visitor(
+        deps.store,
+        &session,
+        SessionTouch {
+            now,
+            renew_token: false,
+        },
+    )
+    .await?;
     Ok((
         site.id,
         Principal::Visitor {

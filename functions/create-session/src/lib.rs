@@ -13,19 +13,20 @@
 use std::net::IpAddr;
 
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
+use chat_core::api::authn::{VisitorDoor, authenticate_visitor, gone_as_unauthorized, touch_visitor};
 use chat_core::api::clip_user_agent;
 use chat_core::api::cors::{self, origin_refused};
 use chat_core::api::http::HttpRequest;
 use chat_core::api::json::{self, Object};
 use chat_core::auth::RateScope;
-use chat_core::auth::{PresentedVisitorToken, issue_visitor_token};
+use chat_core::auth::issue_visitor_token;
 use chat_core::clock::{Clock, Timestamp};
 use chat_core::config::Config;
 use chat_core::domain::*;
 use chat_core::error::{ApiError, json_response};
 use chat_core::policy::RateDecision;
 use chat_core::security_log::SecurityEvent;
-use chat_core::storage::{RateLimitStore, SessionStore, SessionTouch, SiteStore, StoreError};
+use chat_core::storage::{RateLimitStore, SessionStore, SessionTouch, SiteStore, SubjectStore};
 use serde::Serialize;
 
 /// What the handler needs.
@@ -52,7 +53,7 @@ struct SessionResponse {
 }
 
 /// Handles one request. Never fails: every error is an HTTP response.
-pub async fn handle<S: SiteStore + SessionStore + RateLimitStore>(
+pub async fn handle<S: SiteStore + SessionStore + SubjectStore + RateLimitStore>(
     event: ApiGatewayV2httpRequest,
     deps: &Deps<'_, S>,
 ) -> ApiGatewayV2httpResponse {
@@ -64,7 +65,7 @@ pub async fn handle<S: SiteStore + SessionStore + RateLimitStore>(
             json_response(status, &body)
         }
         Err(e) => {
-            tracing::info!(status = e.status(), code = e.code.as_str(), "session request refused");
+            e.log("session request refused or failed");
             e.http_response()
         }
     };
@@ -75,7 +76,7 @@ pub async fn handle<S: SiteStore + SessionStore + RateLimitStore>(
     resp
 }
 
-async fn create_or_resume<S: SiteStore + SessionStore + RateLimitStore>(
+async fn create_or_resume<S: SiteStore + SessionStore + SubjectStore + RateLimitStore>(
     req: &HttpRequest<'_>,
     deps: &Deps<'_, S>,
     shared_with: &mut Option<Origin>,
@@ -114,10 +115,7 @@ async fn create_or_resume<S: SiteStore + SessionStore + RateLimitStore>(
                 .store
                 .set_prechat(&session.id, p, email_lookup.as_deref(), now)
                 .await
-                .map_err(|e| match e {
-                    StoreError::NotFound => ApiError::from(chat_core::auth::AuthError::Invalid),
-                    other => other.into(),
-                })?,
+                .map_err(gone_as_unauthorized)?,
             None => session,
         };
         return Ok((200, response(&session, token.to_owned(), true)));
@@ -159,28 +157,18 @@ async fn create_or_resume<S: SiteStore + SessionStore + RateLimitStore>(
     Ok((201, response(&session, issued.token, false)))
 }
 
-async fn resume<S: SessionStore>(
+async fn resume<S: SessionStore + SubjectStore>(
     deps: &Deps<'_, S>,
     site: &Site,
     token: &str,
     now: Timestamp,
 ) -> Result<Session, ApiError> {
-    let presented = PresentedVisitorToken::parse(token)?;
-    let session = deps.store.get_session(presented.session_id(), now).await?;
-    // Absent, expired, another site's: all look like an invalid token.
-    let session = session
-        .filter(|s| s.site_id == site.id)
-        .ok_or_else(|| ApiError::from(chat_core::auth::AuthError::Invalid))?;
-    presented.verify(&session.token_hash, session.token_expires_at, now)?;
-    match deps
-        .store
-        .touch_session(&session.id, SessionTouch { now, renew_token: true })
-        .await
-    {
-        Ok(s) => Ok(s),
-        Err(StoreError::NotFound) => Err(chat_core::auth::AuthError::Invalid.into()),
-        Err(e) => Err(e.into()),
+    let session = authenticate_visitor(deps.store, token, VisitorDoor::Chat, now).await?;
+    // Another site's session looks like an invalid token: nothing about it is revealed.
+    if session.site_id != site.id {
+        return Err(chat_core::auth::AuthError::Invalid.into());
     }
+    touch_visitor(deps.store, &session, SessionTouch { now, renew_token: true }).await
 }
 
 fn parse_prechat(p: &Object, now: Timestamp) -> Result<PreChat, ApiError> {

@@ -8,10 +8,10 @@ use lambda_runtime::{LambdaEvent, service_fn};
 async fn main() -> Result<(), lambda_runtime::Error> {
     let started = cold_start(&[]).await?;
     let Started { store, .. } = &started;
-    lambda_runtime::run(service_fn(
-        |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| async move {
-            Ok::<_, std::convert::Infallible>(disconnect::handle(event.payload, store).await)
-        },
-    ))
+    let deps = disconnect::Deps { store };
+    lambda_runtime::run(service_fn(|event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| {
+        let deps = &deps;
+        async move { Ok::<_, std::convert::Infallible>(disconnect::handle(event.payload, deps).await) }
+    }))
     .await
 }

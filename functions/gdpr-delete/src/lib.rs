@@ -51,7 +51,7 @@ pub async fn handle<S: EraseStore>(event: ApiGatewayV2httpRequest, deps: &Deps<'
     let mut resp = match erase(&HttpRequest::new(&event), deps, &mut shared_with).await {
         Ok(body) => json_response(200, &body),
         Err(e) => {
-            tracing::info!(status = e.status(), code = e.code.as_str(), "erasure refused or failed");
+            e.log("erasure refused or failed");
             e.http_response()
         }
     };
@@ -116,5 +116,6 @@ async fn erase<S: EraseStore>(
         ))
         .await?;
     tracing::info!(items = total, sessions = subject.sessions.len(), "erasure done");
-    Ok(json!({ "erased": counts.0, "total": total }))
+    // Every kind, zeros included: a client reads the same shape whatever was stored.
+    Ok(json!({ "erased": counts.with_zeros(), "total": total }))
 }

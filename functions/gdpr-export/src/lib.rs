@@ -51,7 +51,7 @@ where
     let mut resp = match export(&HttpRequest::new(&event), deps, &mut shared_with).await {
         Ok(doc) => json_response(200, &doc),
         Err(e) => {
-            tracing::info!(status = e.status(), code = e.code.as_str(), "export refused");
+            e.log("export refused or failed");
             e.http_response()
         }
     };
@@ -65,7 +65,7 @@ async fn export<S>(
     req: &HttpRequest<'_>,
     deps: &Deps<'_, S>,
     shared_with: &mut Option<chat_core::domain::Origin>,
-) -> Result<serde_json::Value, ApiError>
+) -> Result<gdpr::ExportPage, ApiError>
 where
     S: SiteStore + SessionStore + SubjectStore + MessageStore + ConnectionStore + AuditStore + RateLimitStore,
 {
@@ -117,7 +117,7 @@ where
     }
     tracing::info!(
         sessions = subject.sessions.len(),
-        more = !doc["next"].is_null(),
+        more = doc.has_next(),
         "export page served"
     );
     Ok(doc)

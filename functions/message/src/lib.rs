@@ -1,28 +1,37 @@
-//! The WebSocket message routes (`sendMessage`, `typing`, `history`, `markRead`,
-//! `listConversations`, `join`, and `$default` for anything else).
+//! The WebSocket message routes: every action of
+//! [`chat_core::api::client_frames::ClientFrame`] (`$default` gets the rest).
 //!
-//! Every frame is answered on the sender's connection: an `ack`, a `history`
-//! page, a `conversations` page, `joined`, or an `error` frame with a stable code.
-//! A message is stored before anyone is told about it, then delivered to the
-//! conversation's connections and the site's online agents (never to another
-//! conversation or site). Delivery is at least once: a retried `sendMessage` is
-//! acknowledged with the original sequence and delivered again, and clients
-//! deduplicate by (`sessionId`, `seq`).
+//! Every frame is answered on the sender's connection: `hello`, an `ack`, a
+//! `history` page, `read`, a `conversations` page, `joined`, `deleted`, or an
+//! `error` frame with a stable code; each answer echoes the frame's `ref`
+//! (`typing` has no answer but its errors). A message is stored before anyone is
+//! told about it, then delivered to the conversation's connections and the
+//! site's online agents (never to another conversation or site). Delivery is at
+//! least once: a retried `sendMessage` is acknowledged with the original sequence
+//! and delivered again, and clients deduplicate by (`sessionId`, `seq`).
+//!
+//! A frame is read as a typed [`ClientFrame`] before anything is read from the
+//! store; its fields are validated (`TryFrom`) once the sender is known, so an
+//! agents-only action from a visitor is `forbidden` whatever its fields.
 //!
 //! Authorization is checked at use: every agent frame re-checks the token's
 //! expiry (kept on the connection record) and reads the agent and its site in
 //! one BatchGetItem (active, not revoked, this frame's source address in the
-//! allow-list). A refused agent gets an `unauthorized` error frame, then the
-//! socket is closed and its record deleted. Visitor frames pay nothing extra.
+//! allow-list); that read also gives the agent's display name for its messages.
+//! A refused agent gets an `unauthorized` error frame, then the socket is closed
+//! and its record deleted. Visitor frames pay nothing extra.
 
 use std::net::IpAddr;
 
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use chat_core::api::MAX_FRAME_BYTES;
-use chat_core::api::agent_auth::{FrameRefusal, TokenFacts, recheck_agent_frame};
+use chat_core::api::authn::{self, FrameRefusal, TokenFacts};
+use chat_core::api::client_frames::{
+    self, ClientFrame, ConversationCursor, ConversationTarget, FrameRef, History, Incoming, ListConversations,
+    MarkRead, SendMessage, Typing, Unreadable,
+};
 use chat_core::api::delivery::{recipients, send_all};
-use chat_core::api::frames::{ConversationView, MessageView, ServerFrame};
-use chat_core::api::json::{self, Object};
+use chat_core::api::frames::{ConversationView, Limits, MessageView, ServerFrame};
 use chat_core::api::ws::{self, WsRequest};
 use chat_core::clock::{Clock, Timestamp};
 use chat_core::config::Config;
@@ -35,21 +44,9 @@ use chat_core::storage::{
     SubjectStore,
 };
 
-/// Every action this function serves.
-pub const ACTIONS: [&str; 7] = [
-    "sendMessage",
-    "typing",
-    "history",
-    "markRead",
-    "listConversations",
-    "join",
-    "deleteConversation",
-];
-
-/// Default and largest history page.
-pub const HISTORY_PAGE: (u64, u64) = (50, 100);
-/// Default and largest conversation list page.
-pub const CONVERSATION_PAGE: (u64, u64) = (20, 50);
+/// Every action this function serves: one per [`ClientFrame`] variant, and the
+/// WebSocket API's routes besides `$connect`, `$disconnect` and `$default`.
+pub const ACTIONS: &[&str] = client_frames::ACTIONS;
 
 /// What the handler needs.
 pub struct Deps<'a, S> {
@@ -83,41 +80,52 @@ pub async fn handle<S: MessageRoutesStore>(
         return ws::status(400);
     };
     let gateway = deps.gateways.for_request(req.domain_name(), req.stage());
+    let incoming = req
+        .frame()
+        .map_err(|error| Unreadable { error, echo: None })
+        .and_then(client_frames::read);
+    let (frame, echo) = match incoming {
+        Ok(Incoming { frame, echo }) => (Some(frame), echo),
+        Err(Unreadable { error, echo }) => {
+            tracing::info!(code = error.code.as_str(), "frame refused");
+            send_error(gateway.as_ref(), &conn_id, &error, echo.as_ref()).await;
+            return ws::status(200);
+        }
+    };
     let ctx = Ctx {
         deps,
         gateway: gateway.as_ref(),
         conn_id: &conn_id,
         source_ip: req.source_ip(),
         now: deps.clock.now(),
+        echo: echo.as_ref(),
     };
-    let frame = req.frame();
-    let ref_id = frame
-        .as_ref()
-        .ok()
-        .and_then(|f| f.get("clientMsgId").or_else(|| f.get("ref")))
-        .and_then(|v| v.as_str())
-        .map(str::to_owned);
-    let outcome = match frame {
-        Ok(f) => ctx.dispatch(&f).await,
-        Err(e) => Err(e.into()),
+    let Some(frame) = frame else {
+        return ws::status(200);
     };
-    let (e, close) = match outcome {
-        Ok(action) => {
+    let action = frame.action();
+    let (e, close) = match ctx.dispatch(frame).await {
+        Ok(()) => {
             tracing::info!(action, "frame handled");
             return ws::status(200);
         }
         Err(FrameError::Api(e)) => (e, false),
         Err(FrameError::Refused(e)) => (e, true),
     };
-    tracing::info!(code = e.code.as_str(), "frame refused");
-    let bytes = serde_json::to_vec(&e.ws_frame(ref_id.as_deref())).unwrap_or_default();
-    if let Err(err) = ctx.gateway.send(&conn_id, &bytes).await {
-        tracing::warn!(error = %err, "could not send an error frame");
-    }
+    tracing::info!(action, code = e.code.as_str(), "frame refused");
+    send_error(ctx.gateway, &conn_id, &e, echo.as_ref()).await;
     if close {
         ctx.close().await;
     }
     ws::status(200)
+}
+
+/// Sends an error frame, echoing the frame's `ref`.
+async fn send_error(gateway: &dyn ConnectionGateway, to: &ConnectionId, e: &ApiError, echo: Option<&FrameRef>) {
+    let bytes = serde_json::to_vec(&e.ws_frame(echo.map(FrameRef::as_str))).unwrap_or_default();
+    if let Err(err) = gateway.send(to, &bytes).await {
+        tracing::warn!(error = %err, "could not send an error frame");
+    }
 }
 
 /// Why a frame was not handled.
@@ -140,6 +148,12 @@ impl From<StoreError> for FrameError {
     }
 }
 
+impl From<ValidationError> for FrameError {
+    fn from(e: ValidationError) -> Self {
+        Self::Api(e.into())
+    }
+}
+
 struct Ctx<'a, 'd, S> {
     deps: &'a Deps<'d, S>,
     gateway: &'a dyn ConnectionGateway,
@@ -148,6 +162,8 @@ struct Ctx<'a, 'd, S> {
     /// agent allow-list and the keyed IP tag of security events, never logged itself.
     source_ip: Option<IpAddr>,
     now: Timestamp,
+    /// The `ref` the answer echoes.
+    echo: Option<&'a FrameRef>,
 }
 
 /// Who sent the frame, as far as the routes care.
@@ -160,6 +176,8 @@ enum Sender {
         agent_id: AgentId,
         /// The role checked on this frame.
         role: AgentRole,
+        /// The display name read by this frame's check, for its messages.
+        name: String,
     },
 }
 
@@ -168,11 +186,15 @@ fn not_found() -> ApiError {
     ApiError::new(ErrorCode::NotFound, "conversation not found")
 }
 
-fn limit(o: &Object, field: &'static str, (default, max): (u64, u64)) -> Result<u32, ApiError> {
-    match json::opt_u64(o, field)? {
-        None => Ok(default as u32),
-        Some(n) if (1..=max).contains(&n) => Ok(n as u32),
-        Some(_) => Err(ValidationError::new(field, "is out of range").into()),
+fn agents_only() -> ApiError {
+    ApiError::new(ErrorCode::Forbidden, "agents only")
+}
+
+/// A store answer where "not found" means the conversation is not (or no longer) there.
+fn gone_as_not_found(e: StoreError) -> ApiError {
+    match e {
+        StoreError::NotFound => not_found(),
+        other => other.into(),
     }
 }
 
@@ -181,8 +203,10 @@ impl<S: MessageRoutesStore> Ctx<'_, '_, S> {
         self.deps.store
     }
 
+    /// Answers the sender, echoing the frame's `ref`.
     async fn reply(&self, frame: &ServerFrame) {
-        if let Err(e) = self.gateway.send(self.conn_id, &frame.to_bytes()).await {
+        let bytes = frame.reply_bytes(self.echo.map(FrameRef::as_str));
+        if let Err(e) = self.gateway.send(self.conn_id, &bytes).await {
             tracing::warn!(error = %e, "could not answer the sender");
         }
     }
@@ -214,7 +238,7 @@ impl<S: MessageRoutesStore> Ctx<'_, '_, S> {
                     exp: token_exp,
                 };
                 let d = self.deps;
-                match recheck_agent_frame(
+                match authn::recheck_agent_frame(
                     d.store,
                     d.config,
                     "frame",
@@ -226,7 +250,11 @@ impl<S: MessageRoutesStore> Ctx<'_, '_, S> {
                 )
                 .await
                 {
-                    Ok(role) => Ok(Sender::Agent { agent_id, role }),
+                    Ok(ok) => Ok(Sender::Agent {
+                        agent_id,
+                        role: ok.role,
+                        name: ok.agent.display_name,
+                    }),
                     Err(FrameRefusal::Refused(r)) => Err(FrameError::Refused(r.frame_error())),
                     Err(FrameRefusal::Store(e)) => Err(e.into()),
                 }
@@ -234,11 +262,9 @@ impl<S: MessageRoutesStore> Ctx<'_, '_, S> {
         }
     }
 
-    async fn dispatch(&self, f: &Object) -> Result<&'static str, FrameError> {
-        let action = json::req_str(f, "action").map_err(ApiError::from)?;
-        let Some(action) = ACTIONS.iter().copied().find(|a| *a == action) else {
-            return Err(ApiError::new(ErrorCode::UnknownAction, "unknown action").into());
-        };
+    /// Routes a frame: the sender first (an unknown connection is `unauthorized`),
+    /// then the action's permission, then its fields.
+    async fn dispatch(&self, frame: ClientFrame) -> Result<(), FrameError> {
         let conn = self
             .store()
             .get_connection(self.conn_id, self.now)
@@ -246,31 +272,38 @@ impl<S: MessageRoutesStore> Ctx<'_, '_, S> {
             .ok_or_else(|| ApiError::new(ErrorCode::Unauthorized, "connection is not authenticated; reconnect"))?;
         let site = conn.site_id.clone();
         let sender = self.sender(conn).await?;
-        match action {
-            "sendMessage" => self.send_message(f, &site, &sender).await,
-            "typing" => self.typing(f, &site, &sender).await,
-            "history" => self.history(f, &site, &sender).await,
-            "markRead" => self.mark_read(f, &site, &sender).await,
-            "listConversations" => self.list_conversations(f, &site, &sender).await,
-            "deleteConversation" => self.delete_conversation(f, &site, &sender).await,
-            _ => self.join(f, &site, &sender).await,
+        if frame.agents_only() && !matches!(sender, Sender::Agent { .. }) {
+            return Err(agents_only().into());
+        }
+        let max_text = self.deps.config.max_message_bytes;
+        match frame {
+            ClientFrame::Hello(_) => self.hello().await,
+            ClientFrame::SendMessage(f) => {
+                self.send_message(SendMessage::try_from((f, max_text))?, &site, &sender)
+                    .await
+            }
+            ClientFrame::Typing(f) => self.typing(Typing::try_from(f)?, &site, &sender).await,
+            ClientFrame::History(f) => self.history(History::try_from(f)?, &site, &sender).await,
+            ClientFrame::MarkRead(f) => self.mark_read(MarkRead::try_from(f)?, &site, &sender).await,
+            ClientFrame::ListConversations(f) => self.list_conversations(ListConversations::try_from(f)?, &site).await,
+            ClientFrame::Join(f) => self.join(ConversationTarget::try_from(f)?, &site, &sender).await,
+            ClientFrame::DeleteConversation(f) => {
+                self.delete_conversation(ConversationTarget::try_from(f)?, &site, &sender)
+                    .await
+            }
         }?;
-        Ok(action)
+        Ok(())
     }
 
     /// The conversation a frame is about: a visitor's own (a `sessionId`, if given,
     /// must be it), or for an agent the `sessionId` given.
-    fn target(&self, f: &Object, sender: &Sender) -> Result<SessionId, ApiError> {
-        let given = json::opt_str(f, "sessionId")?;
+    fn target(&self, given: Option<SessionId>, sender: &Sender) -> Result<SessionId, ApiError> {
         match sender {
             Sender::Visitor { session_id, .. } => match given {
-                Some(g) if g != session_id.as_str() => Err(not_found()),
+                Some(g) if g != *session_id => Err(not_found()),
                 _ => Ok(session_id.clone()),
             },
-            Sender::Agent { .. } => {
-                let g = given.ok_or(ValidationError::new("sessionId", "is required"))?;
-                Ok(SessionId::parse(g)?)
-            }
+            Sender::Agent { .. } => given.ok_or_else(|| ValidationError::new("sessionId", "is required").into()),
         }
     }
 
@@ -296,16 +329,33 @@ impl<S: MessageRoutesStore> Ctx<'_, '_, S> {
         }
     }
 
-    async fn send_message(&self, f: &Object, site: &SiteId, sender: &Sender) -> Result<(), ApiError> {
-        let client_msg_id = ClientMsgId::parse(json::req_str(f, "clientMsgId")?)?;
-        let text = MessageText::parse(json::req_str(f, "text")?, self.deps.config.max_message_bytes)?;
-        let session_id = self.target(f, sender)?;
+    /// The display name shown with the sender's messages (agents only).
+    fn author_name(sender: &Sender) -> Option<String> {
+        match sender {
+            Sender::Agent { name, .. } => Some(name.clone()),
+            Sender::Visitor { .. } => None,
+        }
+    }
+
+    /// `hello`: the protocol version and this deployment's limits. Reads nothing.
+    async fn hello(&self) -> Result<(), ApiError> {
+        let c = self.deps.config;
+        self.reply(&ServerFrame::hello(Limits::new(
+            c.max_message_bytes,
+            c.message_rate.limit,
+        )))
+        .await;
+        Ok(())
+    }
+
+    async fn send_message(&self, req: SendMessage, site: &SiteId, sender: &Sender) -> Result<(), ApiError> {
+        let session_id = self.target(req.session_id, sender)?;
         let msg = NewMessage {
             site_id: site.clone(),
             session_id: session_id.clone(),
             author: Self::author(sender),
-            text,
-            client_msg_id,
+            text: req.text,
+            client_msg_id: req.client_msg_id,
         };
         // Stored (with its sequence) before anyone hears of it.
         // The rate limit protects against visitors flooding a conversation; it must never
@@ -316,8 +366,7 @@ impl<S: MessageRoutesStore> Ctx<'_, '_, S> {
             .append_message(&msg, self.now, rate)
             .await
             .map_err(|e| match e {
-                chat_core::storage::StoreError::NotFound => not_found(),
-                chat_core::storage::StoreError::RateLimited { retry_after } => {
+                StoreError::RateLimited { retry_after } => {
                     chat_core::security_log::SecurityEvent {
                         reason: "rate_limited",
                         route: "frame",
@@ -328,15 +377,18 @@ impl<S: MessageRoutesStore> Ctx<'_, '_, S> {
                     .log();
                     ApiError::rate_limited(retry_after)
                 }
-                other => other.into(),
+                other => gone_as_not_found(other),
             })?;
         let m = &out.message;
+        let view = MessageView::from(m).with_author_name(Self::author_name(sender));
+        // The sender's answer carries the stored message, so it renders its own message
+        // from it; its `ref` is the frame's, else (protocol 1.0) the `clientMsgId`.
         self.reply(&ServerFrame::Ack {
-            ref_id: m.client_msg_id.to_string(),
             session_id: m.session_id.to_string(),
             seq: m.seq,
             created_at: m.created_at,
             duplicate: out.duplicate,
+            message: view.clone(),
         })
         .await;
         let to = recipients(self.store(), site, &session_id, true, Some(self.conn_id), self.now).await?;
@@ -344,10 +396,7 @@ impl<S: MessageRoutesStore> Ctx<'_, '_, S> {
             self.store(),
             self.gateway,
             &to,
-            &ServerFrame::Message {
-                message: MessageView::from(m),
-            }
-            .to_bytes(),
+            &ServerFrame::Message { message: view }.to_bytes(),
         )
         .await;
         tracing::info!(
@@ -360,28 +409,25 @@ impl<S: MessageRoutesStore> Ctx<'_, '_, S> {
         Ok(())
     }
 
-    async fn typing(&self, f: &Object, site: &SiteId, sender: &Sender) -> Result<(), ApiError> {
-        let is_typing = json::req_bool(f, "isTyping")?;
-        let session_id = self.target(f, sender)?;
+    async fn typing(&self, req: Typing, site: &SiteId, sender: &Sender) -> Result<(), ApiError> {
+        let session_id = self.target(req.session_id, sender)?;
         // Checked for visitors too: an expired or erased conversation relays nothing.
         self.session_of_site(&session_id, site).await?;
         let role = Self::author(sender).role;
         let frame = ServerFrame::Typing {
             session_id: session_id.to_string(),
             role,
-            is_typing,
+            is_typing: req.is_typing,
         };
         let to = recipients(self.store(), site, &session_id, false, Some(self.conn_id), self.now).await?;
         send_all(self.store(), self.gateway, &to, &frame.to_bytes()).await;
         Ok(())
     }
 
-    async fn history(&self, f: &Object, site: &SiteId, sender: &Sender) -> Result<(), ApiError> {
-        let after = json::opt_u64(f, "after")?.unwrap_or(0);
-        let limit = limit(f, "limit", HISTORY_PAGE)?;
-        let session_id = self.target(f, sender)?;
+    async fn history(&self, req: History, site: &SiteId, sender: &Sender) -> Result<(), ApiError> {
+        let session_id = self.target(req.session_id, sender)?;
         let session = self.session_of_site(&session_id, site).await?;
-        let page = self.store().list_messages(&session_id, after, limit).await?;
+        let page = self.store().list_messages(&session_id, req.after, req.limit).await?;
         // Keep the frame within API Gateway's 32 KB: stop early and let the client ask again.
         let mut budget = MAX_FRAME_BYTES - 1024;
         let mut messages = Vec::new();
@@ -406,21 +452,17 @@ impl<S: MessageRoutesStore> Ctx<'_, '_, S> {
         Ok(())
     }
 
-    async fn mark_read(&self, f: &Object, site: &SiteId, sender: &Sender) -> Result<(), ApiError> {
-        let seq = json::req_u64(f, "seq")?;
-        let session_id = self.target(f, sender)?;
+    async fn mark_read(&self, req: MarkRead, site: &SiteId, sender: &Sender) -> Result<(), ApiError> {
+        let session_id = self.target(req.session_id, sender)?;
         if let Sender::Agent { .. } = sender {
             self.session_of_site(&session_id, site).await?;
         }
         let role = Self::author(sender).role;
         let session = self
             .store()
-            .mark_read(&session_id, role, seq, self.now)
+            .mark_read(&session_id, role, req.seq, self.now)
             .await
-            .map_err(|e| match e {
-                chat_core::storage::StoreError::NotFound => not_found(),
-                other => other.into(),
-            })?;
+            .map_err(gone_as_not_found)?;
         let seq = match role {
             AuthorRole::Visitor => session.visitor_read_seq,
             _ => session.agent_read_seq,
@@ -430,30 +472,22 @@ impl<S: MessageRoutesStore> Ctx<'_, '_, S> {
             role,
             seq,
         };
-        let to = recipients(self.store(), site, &session_id, true, None, self.now).await?;
+        // The sender's answer is the marker as stored (it never moves back nor past the
+        // last message), with its `ref`; everyone else gets the same frame without one.
+        self.reply(&frame).await;
+        let to = recipients(self.store(), site, &session_id, true, Some(self.conn_id), self.now).await?;
         send_all(self.store(), self.gateway, &to, &frame.to_bytes()).await;
         Ok(())
     }
 
-    async fn list_conversations(&self, f: &Object, site: &SiteId, sender: &Sender) -> Result<(), ApiError> {
-        let Sender::Agent { .. } = sender else {
-            return Err(ApiError::new(ErrorCode::Forbidden, "agents only"));
-        };
-        let status = match json::opt_str(f, "status")? {
-            None => None,
-            Some("open") => Some(ConversationStatus::Open),
-            Some("closed") => Some(ConversationStatus::Closed),
-            Some(_) => return Err(ValidationError::new("status", "must be open or closed").into()),
-        };
-        let limit = limit(f, "limit", CONVERSATION_PAGE)?;
-        let cursor = json::opt_str(f, "cursor")?;
+    async fn list_conversations(&self, req: ListConversations, site: &SiteId) -> Result<(), ApiError> {
         let page = self
             .store()
-            .list_conversations(site, status, cursor, limit, self.now)
+            .list_conversations(site, req.status, req.cursor.as_deref(), req.limit, self.now)
             .await?;
         self.reply(&ServerFrame::Conversations {
             items: page.items.iter().map(ConversationView::from).collect(),
-            next: page.next,
+            next: ConversationCursor::issue(req.status, page.next),
         })
         .await;
         Ok(())
@@ -461,11 +495,16 @@ impl<S: MessageRoutesStore> Ctx<'_, '_, S> {
 
     /// An agent deletes a conversation: everything in it is erased, the visitor's live
     /// connections are closed, and an audit record (no personal data) is kept.
-    async fn delete_conversation(&self, f: &Object, site: &SiteId, sender: &Sender) -> Result<(), ApiError> {
-        let Sender::Agent { agent_id, role } = sender else {
-            return Err(ApiError::new(ErrorCode::Forbidden, "agents only"));
+    async fn delete_conversation(
+        &self,
+        req: ConversationTarget,
+        site: &SiteId,
+        sender: &Sender,
+    ) -> Result<(), ApiError> {
+        let Sender::Agent { agent_id, role, .. } = sender else {
+            return Err(agents_only());
         };
-        let session_id = self.target(f, sender)?;
+        let session_id = self.target(req.session_id, sender)?;
         // Data still held is erased, expired or not, exactly as HTTP `scope: conversation` does.
         let session = gdpr::held_conversation(self.store(), site, &session_id)
             .await?
@@ -497,19 +536,13 @@ impl<S: MessageRoutesStore> Ctx<'_, '_, S> {
         Ok(())
     }
 
-    async fn join(&self, f: &Object, site: &SiteId, sender: &Sender) -> Result<(), ApiError> {
-        let Sender::Agent { .. } = sender else {
-            return Err(ApiError::new(ErrorCode::Forbidden, "agents only"));
-        };
-        let session_id = self.target(f, sender)?;
+    async fn join(&self, req: ConversationTarget, site: &SiteId, sender: &Sender) -> Result<(), ApiError> {
+        let session_id = self.target(req.session_id, sender)?;
         let session = self.session_of_site(&session_id, site).await?;
         self.store()
             .join_conversation(self.conn_id, &session_id, self.now)
             .await
-            .map_err(|e| match e {
-                chat_core::storage::StoreError::NotFound => not_found(),
-                other => other.into(),
-            })?;
+            .map_err(gone_as_not_found)?;
         self.reply(&ServerFrame::Joined {
             conversation: ConversationView::from(&session),
         })

@@ -345,12 +345,21 @@ impl Summary {
     }
 }
 
+/// What the job needs (the same shape as every function's `Deps`).
+pub struct Deps<'a, S> {
+    /// Sites, sessions, checkpoints, audit.
+    pub store: &'a S,
+    /// Time.
+    pub clock: &'a dyn Clock,
+    /// The deployment's policy ([`chat_core::config::Config::policy_limit`]).
+    pub limit: &'a RetentionPolicy,
+}
+
 /// Handles the scheduled event: options from its input, the summary as the result.
-/// `limit` is the deployment's policy ([`chat_core::config::Config::policy_limit`]).
-pub async fn handle<S>(event: Value, store: &S, clock: &dyn Clock, limit: &RetentionPolicy) -> Result<Summary, JobError>
+pub async fn handle<S>(event: Value, deps: &Deps<'_, S>) -> Result<Summary, JobError>
 where
     S: SiteStore + RetentionStore + ConversationStore + AuditStore,
 {
     let options = Options::from_event(&event)?;
-    run(store, clock, limit, options).await
+    run(deps.store, deps.clock, deps.limit, options).await
 }

@@ -8,11 +8,16 @@ use lambda_runtime::{LambdaEvent, service_fn};
 async fn main() -> Result<(), lambda_runtime::Error> {
     let started = cold_start(&[]).await?;
     let Started { config, store, .. } = &started;
+    let deps = retention::Deps {
+        store,
+        clock: &SystemClock,
+        limit: &config.policy_limit,
+    };
     lambda_runtime::run(service_fn(|event: LambdaEvent<serde_json::Value>| {
-        let limit = &config.policy_limit;
+        let deps = &deps;
         // An error fails the invocation, so the scheduler's retry policy and dead-letter queue apply.
         async move {
-            let summary = retention::handle(event.payload, store, &SystemClock, limit)
+            let summary = retention::handle(event.payload, deps)
                 .await
                 .map_err(|e| lambda_runtime::Error::from(e.to_string()))?;
             // A dry run changes nothing, so it reports no metric.

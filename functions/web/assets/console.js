@@ -1,7 +1,8 @@
 // eurochat agent console: the site's open conversations, live; reply; export or
 // erase a visitor; answer a data request by email (preview, warn, confirm). The agent token comes from the page's fragment (#token=…),
 // which browsers never send to a server, and is kept for this tab only.
-// Protocol: docs/protocol.md. No dependencies; text is always inserted as text.
+// Protocol: docs/protocol.md (1.1: every frame carries a `ref` its answer echoes; answers may
+// arrive in any order). No dependencies; text is always inserted as text.
 (() => {
   "use strict";
   const page = document.currentScript.dataset;
@@ -52,7 +53,12 @@
   const pending = new Map();
 
   const say = (text) => (notice.textContent = text);
-  const send = (frame) => socket && socket.readyState === WebSocket.OPEN && socket.send(JSON.stringify(frame));
+  let refs = 0;
+  // Every frame gets a `ref` (a reply's is its clientMsgId), echoed by its answer or error.
+  const send = (frame) =>
+    socket &&
+    socket.readyState === WebSocket.OPEN &&
+    socket.send(JSON.stringify({ ...frame, ref: frame.clientMsgId || `${frame.action}-${++refs}` }));
   const label = (c) => c.name || `Visitor ${c.visitorId.slice(4, 12)}`;
   const refresh = () => send({ action: "listConversations", status: "open", limit: 50 });
 
@@ -76,7 +82,9 @@
     const sorted = [...thread.values()].sort((a, b) => a.seq - b.seq);
     const lastSeen = sorted.filter((m) => m.role === "agent" && m.seq <= visitorReadSeq).pop();
     for (const m of sorted) {
-      log.append(el("li", { class: `ec-msg ec-${m.role}`, "data-test": "thread-message", "data-role": m.role }, m.text));
+      const attrs = { class: `ec-msg ec-${m.role}`, "data-test": "thread-message", "data-role": m.role };
+      if (m.authorName) attrs.title = m.authorName;
+      log.append(el("li", attrs, m.text));
       if (m === lastSeen) log.append(el("li", { class: "ec-seen", "data-test": "seen" }, "Seen by the visitor"));
     }
     for (const text of pending.values()) log.append(el("li", { class: "ec-msg ec-agent ec-pending" }, text));
@@ -148,7 +156,8 @@
       }
       case "ack":
         if (current && f.sessionId === current.sessionId && pending.has(f.ref)) {
-          thread.set(f.seq, { seq: f.seq, role: "agent", text: pending.get(f.ref) });
+          // The ack carries the message as stored (with the agent's display name).
+          thread.set(f.seq, f.message || { seq: f.seq, role: "agent", text: pending.get(f.ref) });
           pending.delete(f.ref);
           current.lastSeq = Math.max(current.lastSeq, f.seq);
           renderThread();

@@ -7,7 +7,8 @@
 // The token lives in localStorage and travels in request bodies, as a bearer token and as
 // the WebSocket subprotocol: never in a URL, never in a cookie. Runs under a strict
 // Content-Security-Policy: no inline script or style, no eval.
-// Protocol: docs/protocol.md. No dependencies; text is always inserted as text.
+// Protocol: docs/protocol.md (1.1: every frame carries a `ref` its answer echoes; answers may
+// arrive in any order). No dependencies; text is always inserted as text.
 (() => {
   "use strict";
   const script = document.currentScript;
@@ -21,6 +22,7 @@
   let erased = false;
   let retries = 0;
   let counter = 0;
+  let refs = 0;
   let agentReadSeq = 0;
   let typingSent = false;
   let typingTimer = null;
@@ -105,7 +107,12 @@
     return messages.size ? Math.max(...messages.keys()) : 0;
   }
 
+  // Every frame gets a `ref` (a message's is its clientMsgId), so its answer or error is
+  // matched to it whatever order answers arrive in.
+  const withRef = (frame) => (frame.ref ? frame : { ...frame, ref: frame.clientMsgId || `${frame.action}-${++refs}` });
+
   function send(frame) {
+    frame = withRef(frame);
     if (socket && socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify(frame));
     else {
       outbox.push(frame);
@@ -118,7 +125,10 @@
     const sorted = [...messages.values()].sort((a, b) => a.seq - b.seq);
     const lastSeen = sorted.filter((m) => m.role === "visitor" && m.seq <= agentReadSeq).pop();
     for (const m of sorted) {
-      const li = el("li", { class: `ec-msg ec-${m.role}`, "data-test": "message", "data-role": m.role, "data-seq": m.seq }, m.text);
+      const attrs = { class: `ec-msg ec-${m.role}`, "data-test": "message", "data-role": m.role, "data-seq": m.seq };
+      // An agent's name comes with its live messages (not with history): shown as a tooltip.
+      if (m.authorName) attrs.title = m.authorName;
+      const li = el("li", attrs, m.text);
       log.append(li);
       if (m === lastSeen) log.append(el("li", { class: "ec-seen", "data-test": "seen" }, "Seen"));
     }
@@ -136,9 +146,15 @@
 
   function receive(frame) {
     switch (frame.type) {
+      case "hello":
+        // The server's protocol version and limits (docs/protocol.md, "hello").
+        root.dataset.protocol = frame.protocol;
+        if (frame.limits) input.dataset.maxBytes = String(frame.limits.maxTextBytes);
+        return;
       case "ack":
-        if (pending.has(frame.ref)) {
-          messages.set(frame.seq, { seq: frame.seq, role: "visitor", text: pending.get(frame.ref) });
+        // The ack carries the message as stored: render that, not the local copy.
+        if (pending.has(frame.ref) || frame.message) {
+          messages.set(frame.seq, frame.message || { seq: frame.seq, role: "visitor", text: pending.get(frame.ref) });
           pending.delete(frame.ref);
         }
         break;
@@ -166,6 +182,8 @@
         if (frame.role !== "visitor") agentReadSeq = Math.max(agentReadSeq, frame.seq);
         break;
       case "error":
+        // A server older than 1.1 does not know `hello`; nothing to tell the visitor.
+        if (frame.ref && frame.ref.startsWith("hello-")) return;
         say(`Not sent: ${frame.code}`);
         if (frame.ref) pending.delete(frame.ref);
         break;
@@ -181,8 +199,9 @@
       retries = 0;
       status.textContent = "online";
       root.dataset.state = "online";
+      socket.send(JSON.stringify(withRef({ action: "hello" })));
       // Resume: everything after the last message this page holds, page by page.
-      socket.send(JSON.stringify({ action: "history", after: lastSeq() }));
+      socket.send(JSON.stringify(withRef({ action: "history", after: lastSeq() })));
       while (outbox.length) socket.send(JSON.stringify(outbox.shift()));
     };
     socket.onmessage = (e) => receive(JSON.parse(e.data));

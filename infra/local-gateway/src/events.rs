@@ -12,9 +12,6 @@ use base64::Engine as _;
 use http::HeaderMap;
 use serde_json::{Map, Value, json};
 
-/// API Gateway's limit on one WebSocket frame.
-pub const MAX_FRAME_BYTES: usize = 32 * 1024;
-
 /// API Gateway's limit on one WebSocket message (a client splits a longer one into frames).
 pub const MAX_MESSAGE_BYTES: usize = 128 * 1024;
 
@@ -150,25 +147,20 @@ pub fn route_key(frame: &[u8], routes: &[&str]) -> String {
         .unwrap_or_else(|| "$default".to_owned())
 }
 
-/// A message on `route_key`: text frames as they are, binary ones base64-encoded.
+/// A text message on `route_key` (binary messages never reach a function: the
+/// gateway closes the connection with 1003, as API Gateway does).
 pub fn message(
     ctx: &WsContext,
     route_key: &str,
-    frame: &[u8],
-    binary: bool,
+    frame: &str,
     now: i64,
 ) -> Result<ApiGatewayWebsocketProxyRequest, serde_json::Error> {
     let mut context = ws_context(ctx, route_key, "MESSAGE", now);
     context["messageId"] = Value::String(request_id());
-    let body = if binary {
-        base64::engine::general_purpose::STANDARD.encode(frame)
-    } else {
-        String::from_utf8_lossy(frame).into_owned()
-    };
     decode(json!({
         "requestContext": context,
-        "body": body,
-        "isBase64Encoded": binary,
+        "body": frame,
+        "isBase64Encoded": false,
     }))
 }
 
@@ -316,11 +308,9 @@ mod tests {
     }
 
     #[test]
-    fn binary_frames_arrive_base64_encoded() {
-        let e = message(&ctx(), "$default", &[0xff, 0x00], true, 3).unwrap();
-        assert!(e.is_base64_encoded);
-        assert_eq!(e.body.as_deref(), Some("/wA="));
-        let e = message(&ctx(), "typing", br#"{"action":"typing"}"#, false, 3).unwrap();
+    fn text_frames_arrive_as_they_are() {
+        let e = message(&ctx(), "typing", r#"{"action":"typing"}"#, 3).unwrap();
+        assert!(!e.is_base64_encoded);
         assert_eq!(e.body.as_deref(), Some(r#"{"action":"typing"}"#));
         assert!(e.request_context.message_id.is_some());
     }

@@ -15,7 +15,7 @@ use axum::routing::{get, post};
 use chat_core::clock::Clock;
 
 use crate::events::{self, HttpRequestParts};
-use crate::{App, Store};
+use crate::{App, GatewayStore};
 
 /// The HTTP functions and their routes, as in `template.yaml`.
 #[derive(Debug, Clone, Copy)]
@@ -29,7 +29,7 @@ enum Function {
 /// Largest body API Gateway's HTTP API accepts (10 MB); the functions enforce their own, smaller limits.
 const MAX_BODY_BYTES: usize = 10 * 1024 * 1024;
 
-pub(crate) fn routes<S: Store>() -> axum::Router<Arc<App<S>>> {
+pub(crate) fn routes<S: GatewayStore>() -> axum::Router<Arc<App<S>>> {
     let to = |f: Function| {
         move |state, peer, method, uri, query, headers, body| {
             call::<S>(f, state, peer, method, uri, query, headers, body)
@@ -48,7 +48,7 @@ pub(crate) fn routes<S: Store>() -> axum::Router<Arc<App<S>>> {
 }
 
 #[allow(clippy::too_many_arguments)] // axum extractors, one per part of the request
-async fn call<S: Store>(
+async fn call<S: GatewayStore>(
     function: Function,
     State(app): State<Arc<App<S>>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,

@@ -32,21 +32,21 @@ use tokio::task::JoinHandle;
 
 /// What the gateway needs of storage: every capability the functions use,
 /// shared across tasks, and the TTL sweep where the store must emulate it.
-pub trait Store: chat_core::storage::Store + 'static {
+pub trait GatewayStore: chat_core::storage::Store + 'static {
     /// Emulates DynamoDB's TTL sweeper where the store needs it (in memory).
     fn sweep_expired(&self, _now: chat_core::clock::Timestamp) -> usize {
         0
     }
 }
 
-impl Store for MemoryStore {
+impl GatewayStore for MemoryStore {
     fn sweep_expired(&self, now: chat_core::clock::Timestamp) -> usize {
         self.purge_expired(now)
     }
 }
 
 /// DynamoDB removes expired items itself.
-impl Store for DynamoStore {}
+impl GatewayStore for DynamoStore {}
 
 /// How to run the gateway.
 #[derive(Debug, Clone)]
@@ -205,10 +205,7 @@ pub(crate) struct App<S> {
 }
 
 fn random_secret() -> String {
-    let mut b = [0u8; 32];
-    // Without the OS generator nothing secret can be made; refuse rather than weaken.
-    getrandom::fill(&mut b).expect("the OS random generator is available");
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    chat_core::random::hex(&chat_core::random::random_bytes::<32>())
 }
 
 fn is_loopback_url(u: &str) -> bool {
@@ -325,7 +322,12 @@ struct Parts {
     origins: Vec<String>,
 }
 
-async fn launch<S: Store>(parts: Parts, store: S, config: Config, storage: String) -> Result<Running, GatewayError> {
+async fn launch<S: GatewayStore>(
+    parts: Parts,
+    store: S,
+    config: Config,
+    storage: String,
+) -> Result<Running, GatewayError> {
     let now = SystemClock.now();
     let spec = eurochat_admin::SiteSpec {
         id: parts.options.site.clone(),
@@ -410,7 +412,7 @@ async fn launch<S: Store>(parts: Parts, store: S, config: Config, storage: Strin
 
 /// Runs the retention job (and the in-memory TTL sweep) every `every`, as the
 /// EventBridge schedule does in AWS.
-async fn retention_timer<S: Store>(app: Arc<App<S>>, every: Duration, mut stopped: watch::Receiver<bool>) {
+async fn retention_timer<S: GatewayStore>(app: Arc<App<S>>, every: Duration, mut stopped: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(every);
     tick.tick().await;
     loop {
@@ -420,7 +422,16 @@ async fn retention_timer<S: Store>(app: Arc<App<S>>, every: Duration, mut stoppe
         }
         let now = app.clock.now();
         let swept = app.store.sweep_expired(now);
-        match retention::handle(serde_json::json!({}), &app.store, &app.clock, &app.config.policy_limit).await {
+        match retention::handle(
+            serde_json::json!({}),
+            &retention::Deps {
+                store: &app.store,
+                clock: &app.clock,
+                limit: &app.config.policy_limit,
+            },
+        )
+        .await
+        {
             Ok(s) => tracing::info!(
                 swept,
                 conversations = s.conversations_erased,

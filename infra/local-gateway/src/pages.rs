@@ -20,12 +20,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use web::{Framing, page_csp};
 
-use crate::{App, Store};
+use crate::{App, GatewayStore};
 
 const INDEX: &str = include_str!("../web/index.html");
 const DEMO: &str = include_str!("../web/demo.html");
 
-pub(crate) fn routes<S: Store>() -> axum::Router<Arc<App<S>>> {
+pub(crate) fn routes<S: GatewayStore>() -> axum::Router<Arc<App<S>>> {
     axum::Router::new()
         .route(
             "/",

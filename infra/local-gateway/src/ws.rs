@@ -2,10 +2,12 @@
 //!
 //! API Gateway's semantics, as the functions rely on them: `$connect` runs before
 //! the handshake completes and a non-200 answer refuses it with that status;
-//! each text or binary message is routed by its `action` (else `$default`) to
-//! the message function; a frame over 32 KB, or a message over 128 KB (a client
-//! may split a message into frames), closes the connection with 1009; a closed
-//! connection runs `$disconnect`. The functions answer only through
+//! each text message is routed by its `action` (else `$default`) to the message
+//! function; a frame over 32 KB, or a message over 128 KB (a client may split a
+//! message into frames), closes the connection with 1009; a binary message
+//! closes it with 1003 (API Gateway supports no binary frames from clients);
+//! text that is not UTF-8 closes it with 1007 (RFC 6455: the gateway, not the
+//! function, refuses it); a closed connection runs `$disconnect`. The functions answer only through
 //! `POST /{stage}/@connections/{id}`; `GET` describes a connection and `DELETE`
 //! closes it; an unknown id is `410 GoneException`.
 
@@ -25,8 +27,10 @@ use chat_core::clock::Clock;
 use futures::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 
-use crate::events::{self, MAX_FRAME_BYTES, MAX_MESSAGE_BYTES, MAX_POST_BYTES, WsContext};
-use crate::{App, Store};
+use chat_core::api::MAX_FRAME_BYTES;
+
+use crate::events::{self, MAX_MESSAGE_BYTES, MAX_POST_BYTES, WsContext};
+use crate::{App, GatewayStore};
 
 /// What the gateway sends to one client.
 #[derive(Debug)]
@@ -63,7 +67,7 @@ impl Connections {
     }
 }
 
-pub(crate) fn routes<S: Store>(stage: &str) -> axum::Router<Arc<App<S>>> {
+pub(crate) fn routes<S: GatewayStore>(stage: &str) -> axum::Router<Arc<App<S>>> {
     axum::Router::new()
         .route(&format!("/{stage}"), get(upgrade::<S>))
         .route(&format!("/{stage}/@connections/{{id}}"), any(manage::<S>))
@@ -77,7 +81,7 @@ fn proxy_response(r: ApiGatewayProxyResponse) -> Response {
     resp
 }
 
-async fn upgrade<S: Store>(
+async fn upgrade<S: GatewayStore>(
     State(app): State<Arc<App<S>>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
@@ -145,7 +149,7 @@ async fn upgrade<S: Store>(
         .on_upgrade(move |socket| serve(app, conn, socket, rx))
 }
 
-async fn serve<S: Store>(
+async fn serve<S: GatewayStore>(
     app: Arc<App<S>>,
     conn: Arc<Conn>,
     socket: WebSocket,
@@ -180,28 +184,35 @@ async fn serve<S: Store>(
     };
     let mut close = (1005_i64, "");
     while let Some(next) = stream.next().await {
-        let (frame, binary) = match next {
-            Ok(Message::Text(t)) => (t.as_str().as_bytes().to_vec(), false),
-            Ok(Message::Binary(b)) => (b.to_vec(), true),
+        let frame = match next {
+            Ok(Message::Text(t)) => t.as_str().to_owned(),
+            Ok(Message::Binary(_)) => {
+                // As API Gateway: binary frames are refused and the client disconnected.
+                let _ = conn.tx.send(Outgoing::Close(1003, "Binary frames are not supported"));
+                close = (1003, "Binary frames are not supported");
+                break;
+            }
             Ok(Message::Close(frame)) => {
                 close = (frame.map_or(1005, |f| i64::from(f.code)), "Client closed");
                 break;
             }
             Ok(_) => continue,
             Err(e) => {
-                close = if is_too_big(&e) {
-                    let _ = conn.tx.send(Outgoing::Close(1009, "Message too big"));
-                    (1009, "Message too big")
-                } else {
-                    (1006, "Connection lost")
+                close = match socket_error(&e) {
+                    SocketError::TooBig => (1009, "Message too big"),
+                    SocketError::NotUtf8 => (1007, "Invalid UTF-8 text"),
+                    SocketError::Other => (1006, "Connection lost"),
                 };
+                if close.0 != 1006 {
+                    let _ = conn.tx.send(Outgoing::Close(close.0 as u16, close.1));
+                }
                 break;
             }
         };
         let now = app.clock.now().millis();
         *conn.last_active.lock().unwrap_or_else(|e| e.into_inner()) = now;
-        let route = events::route_key(&frame, &message::ACTIONS);
-        match events::message(&conn.ctx, &route, &frame, binary, now) {
+        let route = events::route_key(frame.as_bytes(), message::ACTIONS);
+        match events::message(&conn.ctx, &route, &frame, now) {
             Ok(event) => {
                 message::handle(event, &deps).await;
             }
@@ -220,24 +231,38 @@ async fn serve<S: Store>(
     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), writer).await;
 }
 
-/// Whether the socket failed on the frame or message size limit.
-fn is_too_big(e: &axum::Error) -> bool {
+/// Why reading the socket failed, as far as the close code goes.
+enum SocketError {
+    /// Over the frame or message size limit: 1009.
+    TooBig,
+    /// A text message that is not UTF-8: 1007.
+    NotUtf8,
+    /// Anything else: the connection is lost (1006, no close frame).
+    Other,
+}
+
+fn socket_error(e: &axum::Error) -> SocketError {
     use std::error::Error as _;
+    use tokio_tungstenite::tungstenite::Error as WsError;
     let mut source = e.source();
     while let Some(err) = source {
-        if let Some(t) = err.downcast_ref::<tokio_tungstenite::tungstenite::Error>() {
-            return matches!(t, tokio_tungstenite::tungstenite::Error::Capacity(_));
+        if let Some(t) = err.downcast_ref::<WsError>() {
+            return match t {
+                WsError::Capacity(_) => SocketError::TooBig,
+                WsError::Utf8(_) => SocketError::NotUtf8,
+                _ => SocketError::Other,
+            };
         }
         source = err.source();
     }
-    false
+    SocketError::Other
 }
 
-async fn run_disconnect<S: Store>(app: &App<S>, ctx: &WsContext, code: i64, reason: &str) {
+async fn run_disconnect<S: GatewayStore>(app: &App<S>, ctx: &WsContext, code: i64, reason: &str) {
     let now = app.clock.now().millis();
     match events::disconnect(ctx, code, reason, now) {
         Ok(event) => {
-            disconnect::handle(event, &app.store).await;
+            disconnect::handle(event, &disconnect::Deps { store: &app.store }).await;
         }
         Err(e) => tracing::error!(error = %e, "could not build $disconnect"),
     }
@@ -260,7 +285,7 @@ fn iso(ms: i64) -> String {
 }
 
 /// `@connections/{id}`: POST sends, GET describes, DELETE closes.
-async fn manage<S: Store>(
+async fn manage<S: GatewayStore>(
     State(app): State<Arc<App<S>>>,
     method: axum::http::Method,
     Path(id): Path<String>,
@@ -310,7 +335,7 @@ async fn manage<S: Store>(
 }
 
 /// Closes every connection, as when the stage is deleted.
-pub(crate) async fn close_all<S: Store>(app: &App<S>) {
+pub(crate) async fn close_all<S: GatewayStore>(app: &App<S>) {
     let all: Vec<Arc<Conn>> = app.conns.lock().drain().map(|(_, c)| c).collect();
     for conn in &all {
         let _ = conn.tx.send(Outgoing::Close(1001, "Going away"));

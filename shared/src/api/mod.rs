@@ -2,7 +2,8 @@
 //! request views, field extraction with client-safe errors, the frames sent to
 //! WebSocket clients, and fan-out. The wire contract is `docs/protocol.md`.
 
-pub mod agent_auth;
+pub mod authn;
+pub mod client_frames;
 pub mod cors;
 pub mod delivery;
 pub mod frames;
@@ -10,7 +11,8 @@ pub mod http;
 pub mod json;
 pub mod ws;
 
-/// Largest WebSocket frame API Gateway accepts (32 KB); the local gateway enforces it too.
+/// Largest WebSocket frame API Gateway accepts (32 KB); the local gateway enforces it too
+/// (docs/protocol.md, "Frame size").
 pub const MAX_FRAME_BYTES: usize = 32 * 1024;
 
 /// Largest HTTP request body eurochat accepts.

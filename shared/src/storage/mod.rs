@@ -10,71 +10,37 @@
 //! - No operation here scans the table except [`RetentionStore::scan_orphans`],
 //!   which only the scheduled retention job calls.
 //!
-//! The key design is in `docs/data-model.md`; [`keys`] is its code.
+//! - What a write changes on a session is a method of [`Session`] (touch,
+//!   pre-chat, read marker, append): both adapters load, call it, and store.
+//!
+//! Layout: this module holds the traits and their argument and result types;
+//! [`keys`] every key string (the key design of `docs/data-model.md` in code);
+//! `cursor` the one pagination-cursor encoding; [`schema`] the table's
+//! definition; `dynamo/` and `memory/` one module per trait over a small core
+//! each (DynamoDB: SDK calls, item envelope, queries; memory: the maps, paging).
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use async_trait::async_trait;
 
 use crate::clock::Timestamp;
+pub use crate::domain::SessionTouch;
 use crate::domain::{
     Agent, AgentId, AuditRecord, Author, AuthorRole, ClientMsgId, Connection, ConnectionId, ConversationStatus,
-    Message, MessageText, PreChat, Principal, Session, SessionId, Site, SiteId, VisitorId,
+    Message, MessageText, PreChat, Session, SessionId, Site, SiteId, VisitorId,
 };
 use crate::policy::{RateDecision, RateLimit};
 
+mod cursor;
 mod dynamo;
+mod error;
 pub mod keys;
 mod memory;
 pub mod schema;
 
 pub use dynamo::DynamoStore;
+pub use error::StoreError;
 pub use memory::MemoryStore;
-
-/// A storage failure. `Display` names the operation and an error code only,
-/// never item contents, so it is safe to log.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum StoreError {
-    /// The item does not exist or has expired.
-    #[error("not found")]
-    NotFound,
-    /// An item with this key already exists.
-    #[error("already exists")]
-    AlreadyExists,
-    /// A concurrent change won; retrying the request may succeed.
-    #[error("conflicting concurrent change")]
-    Conflict,
-    /// A rate limit refused the write.
-    #[error("rate limited")]
-    RateLimited {
-        /// Time until the limit resets.
-        retry_after: Duration,
-    },
-    /// A pagination cursor that this query did not issue.
-    #[error("invalid cursor")]
-    InvalidCursor,
-    /// DynamoDB throttled the request beyond the SDK's retries.
-    #[error("{operation} throttled")]
-    Throttled {
-        /// The DynamoDB operation.
-        operation: &'static str,
-    },
-    /// Any other backend failure.
-    #[error("{operation} failed ({})", code.as_deref().unwrap_or("no code"))]
-    Backend {
-        /// The DynamoDB operation.
-        operation: &'static str,
-        /// The service's error code, if any.
-        code: Option<String>,
-    },
-    /// A stored item could not be decoded.
-    #[error("{operation}: stored item could not be decoded")]
-    Corrupt {
-        /// The operation that read it.
-        operation: &'static str,
-    },
-}
 
 /// One page of a listing; pass `next` back to continue.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,15 +49,6 @@ pub struct Page<T> {
     pub items: Vec<T>,
     /// Opaque cursor for the next page, `None` on the last.
     pub next: Option<String>,
-}
-
-/// What a visitor's return or activity changes on their session.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SessionTouch {
-    /// The access time.
-    pub now: Timestamp,
-    /// Also renew the visitor token's six-month lifetime (the visitor came back).
-    pub renew_token: bool,
 }
 
 /// A message to append to a conversation.
@@ -142,6 +99,14 @@ impl ErasedCounts {
     /// Total items removed.
     pub fn total(&self) -> u64 {
         self.0.values().sum()
+    }
+
+    /// The counts with every kind an erasure can remove present, zeros included,
+    /// so an answer's shape does not depend on what happened to be stored.
+    pub fn with_zeros(&self) -> BTreeMap<String, u64> {
+        let mut all: BTreeMap<String, u64> = keys::kind::ERASABLE.iter().map(|k| ((*k).to_owned(), 0)).collect();
+        all.extend(self.0.iter().map(|(k, n)| (k.clone(), *n)));
+        all
     }
 
     /// Adds another erasure's counts to this one.
@@ -399,20 +364,7 @@ impl<T> Store for T where
 /// Largest page any listing returns, whatever the caller asks.
 pub const MAX_PAGE: u32 = 100;
 
+/// A caller's page size within 1..=[`MAX_PAGE`].
 pub(crate) fn clamp_limit(limit: u32) -> u32 {
     limit.clamp(1, MAX_PAGE)
-}
-
-/// Whether a stored job checkpoint names `id`, in plain text or inside one of
-/// the base64url cursors the stores issue. Erasure resets such a checkpoint, so
-/// no item outlives a subject's erasure holding one of their ids.
-pub(crate) fn checkpoint_mentions(raw: &str, id: &str) -> bool {
-    use base64::Engine as _;
-    if raw.contains(id) {
-        return true;
-    }
-    raw.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'))
-        .filter(|t| t.len() >= 8)
-        .filter_map(|t| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(t).ok())
-        .any(|bytes| String::from_utf8_lossy(&bytes).contains(id))
 }

@@ -14,9 +14,9 @@ use super::{StoreError, dynamo::backend_error};
 /// Attribute definitions (all key attributes are strings).
 pub fn attribute_names() -> Vec<&'static str> {
     let mut v = vec![keys::PK, keys::SK];
-    for (_, p, s) in keys::GSIS {
-        v.push(p);
-        v.push(s);
+    for g in keys::INDEXES {
+        v.push(g.pk);
+        v.push(g.sk);
     }
     v
 }
@@ -54,12 +54,12 @@ pub async fn create_table(client: &aws_sdk_dynamodb::Client, table: &str) -> Res
                 .map_err(build_err)?,
         );
     }
-    for (index, p, s) in keys::GSIS {
+    for g in keys::INDEXES {
         req = req.global_secondary_indexes(
             GlobalSecondaryIndex::builder()
-                .index_name(index)
-                .key_schema(key(p, KeyType::Hash)?)
-                .key_schema(key(s, KeyType::Range)?)
+                .index_name(g.name)
+                .key_schema(key(g.pk, KeyType::Hash)?)
+                .key_schema(key(g.sk, KeyType::Range)?)
                 .projection(Projection::builder().projection_type(ProjectionType::All).build())
                 .build()
                 .map_err(build_err)?,

@@ -1,5 +1,13 @@
-//! Authenticating an agent, the same way at every door: `$connect`, every agent
-//! frame on an open socket, and every HTTP call (GDPR export and erasure).
+//! Authentication, the same way at every door: visitors ([`authenticate_visitor`])
+//! at `$connect`, session resume and the GDPR routes; agents
+//! ([`authenticate_agent`]) at `$connect`, every agent frame on an open socket
+//! ([`recheck_agent_frame`]) and every HTTP call.
+//!
+//! A visitor is accepted when the token parses (`vt1.<session>.<secret>`), its
+//! session is held and live (and, for chat, not being erased), and the secret's
+//! SHA-256 equals the stored hash, compared in constant time, before the token's
+//! expiry. Every failure is the same `unauthorized`: nothing tells a missing
+//! session from a wrong secret.
 //!
 //! An agent is accepted when the token verifies (signature, site scope,
 //! `exp`, `iat` skew and lifetime bounds, see [`crate::auth`]), the agent
@@ -10,18 +18,73 @@
 //! BatchGetItem ([`SiteStore::agent_and_site`]). Its role is the lower of the
 //! token's and the agent's current one, so a demotion takes effect at once.
 //!
-//! Every refusal is logged as a [`SecurityEvent`] (reason, route, site,
+//! Every agent refusal is logged as a [`SecurityEvent`] (reason, route, site,
 //! agent, keyed IP tag), never with the IP or the token.
 
 use std::net::IpAddr;
 
-use crate::auth::AuthError;
+use crate::auth::{AuthError, PresentedVisitorToken};
 use crate::clock::Timestamp;
 use crate::config::Config;
+use crate::domain::Session;
 use crate::domain::{Agent, AgentId, AgentRole, Site, SiteId};
 use crate::error::{ApiError, ErrorCode};
 use crate::security_log::SecurityEvent;
-use crate::storage::{SiteStore, StoreError};
+use crate::storage::{SessionStore, SessionTouch, SiteStore, StoreError, SubjectStore};
+
+/// Which sessions a visitor token may open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VisitorDoor {
+    /// Chat (`$connect`, resume): a live session not being erased.
+    Chat,
+    /// The GDPR routes: a live session, also one an interrupted erasure fenced,
+    /// so its visitor can see what is left and retry "Delete my data".
+    Gdpr,
+}
+
+/// The session a presented visitor token opens, or `unauthorized` (the same
+/// answer for a malformed token, a missing, expired or fenced session, a wrong
+/// secret and an expired token's `token_expired`).
+pub async fn authenticate_visitor(
+    store: &(impl SessionStore + SubjectStore + ?Sized),
+    token: &str,
+    door: VisitorDoor,
+    now: Timestamp,
+) -> Result<Session, ApiError> {
+    let presented = PresentedVisitorToken::parse(token)?;
+    let session = match door {
+        VisitorDoor::Chat => store.get_session(presented.session_id(), now).await?,
+        VisitorDoor::Gdpr => store
+            .session_any(presented.session_id())
+            .await?
+            .filter(|s| crate::policy::is_live(s.expires_at, now)),
+    }
+    .ok_or(AuthError::Invalid)?;
+    presented.verify(&session.token_hash, session.token_expires_at, now)?;
+    Ok(session)
+}
+
+/// Records a visitor's access ([`SessionStore::touch_session`]); a session erased
+/// or fenced since it was read answers `unauthorized`, like a missing one.
+pub async fn touch_visitor(
+    store: &(impl SessionStore + ?Sized),
+    session: &Session,
+    touch: SessionTouch,
+) -> Result<Session, ApiError> {
+    store
+        .touch_session(&session.id, touch)
+        .await
+        .map_err(gone_as_unauthorized)
+}
+
+/// A store answer for a session that vanished between two calls (erased,
+/// fenced): `unauthorized`, as if it had never been there.
+pub fn gone_as_unauthorized(e: StoreError) -> ApiError {
+    match e {
+        StoreError::NotFound => AuthError::Invalid.into(),
+        other => other.into(),
+    }
+}
 
 /// Why an agent was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -214,12 +277,12 @@ pub async fn recheck_agent_frame(
     token: TokenFacts,
     ip: Option<IpAddr>,
     now: Timestamp,
-) -> Result<AgentRole, FrameRefusal> {
+) -> Result<AuthenticatedAgent, FrameRefusal> {
     let outcome = if token.exp <= now.epoch_seconds() {
         Err(Refusal::Token(AuthError::Expired))
     } else {
         let (a, s) = store.agent_and_site(site, agent).await.map_err(FrameRefusal::Store)?;
-        check(a, s, token, ip, now).map(|ok| ok.role)
+        check(a, s, token, ip, now)
     };
     outcome.map_err(|r| {
         log_refusal(config, r, route, Some(site), Some(agent), ip);
