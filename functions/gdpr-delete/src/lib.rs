@@ -67,17 +67,8 @@ async fn erase<S: EraseStore>(
     shared_with: &mut Option<chat_core::domain::Origin>,
 ) -> Result<serde_json::Value, ApiError> {
     let now = deps.clock.now();
-    let requester = gdpr::authenticate(
-        deps.store,
-        deps.config,
-        req.bearer(),
-        req.source_ip(),
-        "gdpr_erase",
-        now,
-    )
-    .await?;
-    // Checked before anything is erased: a foreign page's request changes nothing.
-    *shared_with = cors::check_origin(deps.store, req, requester.site()).await?;
+    let (requester, origin) = gdpr::authenticate_request(deps.store, deps.config, req, "gdpr_erase", now).await?;
+    *shared_with = origin;
     let body = req.json_body()?;
     let (action, subject) = match json::opt_str(&body, "scope")?.unwrap_or("subject") {
         "subject" => {

@@ -70,17 +70,8 @@ where
     S: SiteStore + SessionStore + SubjectStore + MessageStore + ConnectionStore + AuditStore + RateLimitStore,
 {
     let now = deps.clock.now();
-    let requester = gdpr::authenticate(
-        deps.store,
-        deps.config,
-        req.bearer(),
-        req.source_ip(),
-        "gdpr_export",
-        now,
-    )
-    .await?;
-    // A browser page of an origin the site does not list learns nothing and costs nothing.
-    *shared_with = cors::check_origin(deps.store, req, requester.site()).await?;
+    let (requester, origin) = gdpr::authenticate_request(deps.store, deps.config, req, "gdpr_export", now).await?;
+    *shared_with = origin;
     let body = req.json_body()?;
     let subject_ref = gdpr::subject_ref(&body)?;
     gdpr::check_access(&requester, &subject_ref, json::opt_str(&body, "siteId")?)?;

@@ -87,7 +87,7 @@ pub async fn handle<S: MessageRoutesStore>(
     let (frame, echo) = match incoming {
         Ok(Incoming { frame, echo }) => (Some(frame), echo),
         Err(Unreadable { error, echo }) => {
-            tracing::info!(code = error.code.as_str(), "frame refused");
+            error.log("frame refused");
             send_error(gateway.as_ref(), &conn_id, &error, echo.as_ref()).await;
             return ws::status(200);
         }
@@ -112,7 +112,8 @@ pub async fn handle<S: MessageRoutesStore>(
         Err(FrameError::Api(e)) => (e, false),
         Err(FrameError::Refused(e)) => (e, true),
     };
-    tracing::info!(action, code = e.code.as_str(), "frame refused");
+    tracing::info!(action, "frame not handled");
+    e.log("frame refused or failed");
     send_error(ctx.gateway, &conn_id, &e, echo.as_ref()).await;
     if close {
         ctx.close().await;

@@ -7,10 +7,7 @@
 //! (and how) or why not. Pages end under [`EXPORT_PAGE_BYTES`], at a session or
 //! message boundary; `next` continues.
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use serde::Serialize;
-use serde_json::{Value, json};
 
 use super::{Subject, SubjectRef};
 use crate::clock::Timestamp;
@@ -261,8 +258,18 @@ impl From<&Message> for MessageExport {
 }
 
 /// Where an export page resumes: a session of the subject and the last message sent.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ExportPosition {
+    s: String,
+    a: u64,
+}
+
 fn encode_cursor(session: &SessionId, after: u64) -> String {
-    B64.encode(json!({ "s": session.as_str(), "a": after }).to_string())
+    let position = ExportPosition {
+        s: session.as_str().to_owned(),
+        a: after,
+    };
+    crate::storage::cursor::encode(&position).unwrap_or_default()
 }
 
 /// An export cursor's position (a session id and the last message sent), or
@@ -270,13 +277,9 @@ fn encode_cursor(session: &SessionId, after: u64) -> String {
 /// issued. Checked before a request counts against the export limit, so a
 /// malformed cursor is refused without changing anything stored.
 pub fn parse_cursor(cursor: &str) -> Result<(String, u64), ApiError> {
-    let raw = B64.decode(cursor).map_err(|_| bad_cursor())?;
-    let v: Value = serde_json::from_slice(&raw).map_err(|_| bad_cursor())?;
-    let (Some(s), Some(a)) = (v["s"].as_str(), v["a"].as_u64()) else {
-        return Err(bad_cursor());
-    };
-    SessionId::parse(s).map_err(|_| bad_cursor())?;
-    Ok((s.to_owned(), a))
+    let ExportPosition { s, a } = crate::storage::cursor::decode(cursor).map_err(|_| bad_cursor())?;
+    SessionId::parse(&s).map_err(|_| bad_cursor())?;
+    Ok((s, a))
 }
 
 fn bad_cursor() -> ApiError {
@@ -566,7 +569,10 @@ fn session_details(s: &Session, site: &Site, now: Timestamp, connections: &[Conn
 
 #[cfg(test)]
 mod tests {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
     use proptest::prelude::*;
+    use serde_json::json;
 
     use super::*;
 

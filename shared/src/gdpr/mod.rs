@@ -68,6 +68,23 @@ impl Requester {
     }
 }
 
+/// The door of both GDPR routes: the bearer token ([`authenticate`]) with the
+/// request's source address, then the browser origin against the requester's
+/// site ([`crate::api::cors::check_origin`]), both before anything is read for,
+/// counted against or erased from the subject. Returns the requester and the
+/// origin the answer may be shared with.
+pub async fn authenticate_request(
+    store: &(impl SiteStore + crate::storage::SessionStore + SubjectStore),
+    config: &Config,
+    req: &crate::api::http::HttpRequest<'_>,
+    route: &'static str,
+    now: Timestamp,
+) -> Result<(Requester, Option<Origin>), ApiError> {
+    let requester = authenticate(store, config, req.bearer(), req.source_ip(), route, now).await?;
+    let origin = crate::api::cors::check_origin(store, req, requester.site()).await?;
+    Ok((requester, origin))
+}
+
 /// Authenticates a bearer token: an agent token (checked as at `$connect`,
 /// including the site's agent IP allow-list against `source_ip`, the address
 /// from API Gateway's request context, never a header), or a visitor's session

@@ -1,4 +1,4 @@
-//! Pagination cursors: the one encoding both stores use. A cursor is a
+//! Pagination cursors: the one encoding both stores and the GDPR export use. A cursor is a
 //! position serialised as JSON and then base64url (no padding), opaque to
 //! clients. What a position holds, and how it is checked against the query it
 //! is offered to, is each store's business (the DynamoDB store binds it to the
@@ -12,13 +12,13 @@ use super::StoreError;
 
 /// Encodes a position; `None` only if it cannot be written as JSON (a map
 /// with non-string keys), which no store's position is.
-pub(crate) fn encode<T: Serialize>(position: &T) -> Option<String> {
+pub fn encode<T: Serialize>(position: &T) -> Option<String> {
     serde_json::to_vec(position).ok().map(|json| B64.encode(json))
 }
 
 /// Decodes a cursor into a position; anything that is not base64url JSON of
 /// that shape is [`StoreError::InvalidCursor`].
-pub(crate) fn decode<T: DeserializeOwned>(cursor: &str) -> Result<T, StoreError> {
+pub fn decode<T: DeserializeOwned>(cursor: &str) -> Result<T, StoreError> {
     let raw = B64.decode(cursor).map_err(|_| StoreError::InvalidCursor)?;
     serde_json::from_slice(&raw).map_err(|_| StoreError::InvalidCursor)
 }

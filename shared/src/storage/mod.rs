@@ -31,7 +31,7 @@ use crate::domain::{
 };
 use crate::policy::{RateDecision, RateLimit};
 
-mod cursor;
+pub mod cursor;
 mod dynamo;
 mod error;
 pub mod keys;
