@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use crate::auth::{AgentTokenKeys, Pseudonymizer, secret_weakness};
 use crate::domain::DEFAULT_MAX_MESSAGE_BYTES;
-use crate::policy::{IpPolicy, MAX_RETENTION_DAYS, MAX_SLIDING_LIMIT, RateLimit, RetentionPolicy};
+use crate::domain::{IpPolicy, RetentionPolicy};
+use crate::policy::{MAX_RETENTION_DAYS, MAX_SLIDING_LIMIT, RateLimit};
 
 /// The AWS regions eurochat may run in. The SAM template's `Rules` section uses
 /// the same list (a test checks they agree).

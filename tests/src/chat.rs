@@ -10,9 +10,9 @@ use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayV2httpRequest,
 use aws_lambda_events::encodings::Body;
 use chat_core::clock::{Clock, ManualClock, Timestamp};
 use chat_core::config::{Config, vars};
+use chat_core::domain::RetentionPolicy;
 use chat_core::domain::*;
 use chat_core::gateway::RecordingGateway;
-use chat_core::policy::RetentionPolicy;
 use chat_core::storage::SiteStore;
 use serde_json::{Value, json};
 

@@ -5,7 +5,8 @@ use std::time::Duration;
 use chat_core::auth::issue_visitor_token;
 use chat_core::clock::Timestamp;
 use chat_core::domain::*;
-use chat_core::policy::{self, IpPolicy, RetentionPolicy};
+use chat_core::domain::{IpPolicy, RetentionPolicy};
+use chat_core::policy;
 use chat_core::storage::NewMessage;
 
 /// 2026-11-23T00:00:00Z, a fixed start for tests.

@@ -17,8 +17,8 @@
 
 use std::path::PathBuf;
 
+use chat_core::domain::IpPolicy;
 use chat_core::domain::{Origin, SiteId};
-use chat_core::policy::IpPolicy;
 use chat_core::storage::{DynamoStore, SiteStore, schema};
 use eurochat_tests::fixtures::site;
 use eurochat_tests::runtime_api::{FunctionCommand, ManagementApi};

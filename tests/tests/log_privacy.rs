@@ -7,9 +7,10 @@
 use std::time::Duration;
 
 use chat_core::auth::{AgentTokenKeys, PresentedVisitorToken, Pseudonymizer, issue_visitor_token};
+use chat_core::domain::IpPolicy;
 use chat_core::domain::*;
 use chat_core::error::ApiError;
-use chat_core::policy::{IpPolicy, RateLimit};
+use chat_core::policy::RateLimit;
 use chat_core::storage::SiteStore as _;
 use chat_core::storage::*;
 use chat_core::telemetry::{CapturedLogs, filter_at, json_subscriber_with};

@@ -215,7 +215,8 @@ fn every_function_crate_is_a_function_and_nothing_else_is() {
 /// defaults gets the documented policy, and CloudFormation refuses what the config would.
 #[test]
 fn privacy_parameters_match_the_policy() {
-    use chat_core::policy::{self, IpPolicy, MAX_RETENTION_DAYS};
+    use chat_core::domain::IpPolicy;
+    use chat_core::policy::{self, MAX_RETENTION_DAYS};
     let t = template();
     let p = &t["Parameters"];
     for (name, default) in [

@@ -20,8 +20,9 @@
 use std::collections::BTreeMap;
 
 use chat_core::clock::{Clock, Timestamp};
+use chat_core::domain::RetentionPolicy;
 use chat_core::domain::{Actor, AuditAction, AuditRecord, SiteId};
-use chat_core::policy::{self, AUDIT_RETENTION, RetentionPolicy};
+use chat_core::policy::{self, AUDIT_RETENTION};
 use chat_core::storage::{AuditStore, ConversationStore, RetentionStore, SiteStore, StoreError};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

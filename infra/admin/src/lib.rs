@@ -8,8 +8,8 @@ use std::time::Duration;
 use chat_core::auth::{AgentTokenKeys, MAX_AGENT_TOKEN_LIFETIME};
 use chat_core::clock::Timestamp;
 use chat_core::domain::*;
+use chat_core::domain::{IpPolicy, RetentionPolicy};
 use chat_core::gateway::ConnectionGateway;
-use chat_core::policy::{IpPolicy, RetentionPolicy};
 use chat_core::storage::{ConnectionStore, SiteStore, StoreError};
 
 /// Why an admin command failed.

@@ -293,7 +293,7 @@ pub async fn recheck_agent_frame(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::RetentionPolicy;
+    use crate::domain::RetentionPolicy;
 
     fn agent(active: bool, tokens_valid_after: Option<Timestamp>) -> Agent {
         Agent {

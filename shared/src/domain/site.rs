@@ -3,9 +3,10 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::RetentionPolicy;
 use super::{AgentId, Origin, SiteId, ValidationError};
 use crate::clock::Timestamp;
-use crate::policy::{MAX_RETENTION_DAYS, RetentionPolicy};
+use crate::policy::MAX_RETENTION_DAYS;
 
 /// An agent's permissions on their site.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]

@@ -1,8 +1,9 @@
 //! The session's rules, one test per behaviour, without a store.
 
 use super::*;
+use crate::domain::RetentionPolicy;
 use crate::domain::{Consent, Email, PersonName};
-use crate::policy::{EMPTY_SESSION_IDLE, RetentionPolicy, VISITOR_TOKEN_LIFETIME};
+use crate::policy::{EMPTY_SESSION_IDLE, VISITOR_TOKEN_LIFETIME};
 
 const MIN: Duration = Duration::from_secs(60);
 const DAY: Duration = Duration::from_secs(86_400);
