@@ -162,21 +162,23 @@ impl ApiError {
     /// The WebSocket error frame. `ref_id` echoes the client's reference for the
     /// request (e.g. its `clientMsgId`) so the widget can match the failure.
     pub fn ws_frame(&self, ref_id: Option<&str>) -> serde_json::Value {
-        let mut v = serde_json::json!({ "type": "error" });
-        if let (Some(obj), Ok(serde_json::Value::Object(body))) = (v.as_object_mut(), serde_json::to_value(self.body()))
-        {
-            obj.extend(body);
-            if let Some(r) = ref_id {
-                obj.insert("ref".into(), r.into());
-            }
-        }
-        v
+        serde_json::to_value(ErrorFrame {
+            kind: "error",
+            body: self.body(),
+            ref_id,
+        })
+        .unwrap_or_default()
+    }
+
+    /// The JSON body of an HTTP answer or a refused `$connect`: `{"error": {...}}`.
+    pub fn body_json(&self) -> String {
+        serde_json::to_string(&ErrorEnvelope { error: self.body() }).unwrap_or_default()
     }
 
     /// The HTTP API (payload v2) response: status, JSON body `{"error": {...}}`,
     /// and `Retry-After` when there is one.
     pub fn http_response(&self) -> ApiGatewayV2httpResponse {
-        let mut resp = json_response(self.status(), &serde_json::json!({ "error": self.body() }));
+        let mut resp = json_response(self.status(), &ErrorEnvelope { error: self.body() });
         if let Some(secs) = self.retry_after {
             resp.headers.insert(RETRY_AFTER, HeaderValue::from(secs));
         }
@@ -191,6 +193,23 @@ impl std::fmt::Display for ApiError {
 }
 
 impl std::error::Error for ApiError {}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ErrorEnvelope<'a> {
+    error: ErrorBody<'a>,
+}
+
+/// The WebSocket `error` frame: the body's fields beside `type` and `ref`.
+#[derive(Serialize)]
+struct ErrorFrame<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(flatten)]
+    body: ErrorBody<'a>,
+    #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+    ref_id: Option<&'a str>,
+}
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]

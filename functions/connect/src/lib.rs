@@ -6,7 +6,7 @@
 //! history and `Referer`s (a `?token=` is refused), and never from a cookie,
 //! which eurochat does not set (see `docs/protocol.md`). The Origin must be one
 //! of the site's; an agent is authenticated by
-//! [`chat_core::api::agent_auth::authenticate_agent`] (active, not revoked,
+//! [`chat_core::api::authn::authenticate_agent`] (active, not revoked,
 //! from the site's IP allow-list), the same check every agent frame and HTTP
 //! call repeats. Anything wrong rejects the handshake (400, 401, 403 or 429) and
 //! stores nothing but the per-IP attempt counter, which exists precisely to
@@ -114,7 +114,7 @@ where
         log_refused(deps, ip, "no_token");
         return Err(unauthorized());
     };
-    let Some(origin) = req.header("origin").and_then(|o| Origin::parse(o).ok()) else {
+    let Some(origin) = req.header("origin").and_then(|o| Origin::from_header(o).ok()) else {
         log_refused(deps, ip, "origin_not_allowed");
         return Err(origin_refused());
     };

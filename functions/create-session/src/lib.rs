@@ -87,7 +87,7 @@ async fn create_or_resume<S: SiteStore + SessionStore + SubjectStore + RateLimit
     let prechat_input = json::opt_object(&body, "prechat")?;
     let origin = req
         .header("origin")
-        .and_then(|o| Origin::parse(o).ok())
+        .and_then(|o| Origin::from_header(o).ok())
         .ok_or_else(origin_refused)?;
     // An unknown site and a foreign origin answer the same: nothing about which sites exist.
     let site = deps

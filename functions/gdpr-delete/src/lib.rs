@@ -24,7 +24,15 @@ use chat_core::error::{ApiError, ErrorCode, json_response};
 use chat_core::gateway::ConnectionGateway;
 use chat_core::gdpr::{self, Requester, Subject};
 use chat_core::storage::{AuditStore, ConnectionStore, ConversationStore, SessionStore, SiteStore, SubjectStore};
-use serde_json::json;
+
+/// The answer: items erased by kind (every kind, zeros included) and their total.
+#[derive(Debug, serde::Serialize)]
+pub struct EraseAnswer {
+    /// Items erased, by kind.
+    pub erased: std::collections::BTreeMap<String, u64>,
+    /// Their sum.
+    pub total: u64,
+}
 
 /// What the handler needs.
 pub struct Deps<'a, S> {
@@ -65,7 +73,7 @@ async fn erase<S: EraseStore>(
     req: &HttpRequest<'_>,
     deps: &Deps<'_, S>,
     shared_with: &mut Option<chat_core::domain::Origin>,
-) -> Result<serde_json::Value, ApiError> {
+) -> Result<EraseAnswer, ApiError> {
     let now = deps.clock.now();
     let (requester, origin) = gdpr::authenticate_request(deps.store, deps.config, req, "gdpr_erase", now).await?;
     *shared_with = origin;
@@ -108,5 +116,8 @@ async fn erase<S: EraseStore>(
         .await?;
     tracing::info!(items = total, sessions = subject.sessions.len(), "erasure done");
     // Every kind, zeros included: a client reads the same shape whatever was stored.
-    Ok(json!({ "erased": counts.with_zeros(), "total": total }))
+    Ok(EraseAnswer {
+        erased: counts.with_zeros(),
+        total,
+    })
 }

@@ -392,22 +392,36 @@ impl<S: MessageRoutesStore> Ctx<'_, '_, S> {
             message: view.clone(),
         })
         .await;
-        let to = recipients(self.store(), site, &session_id, true, Some(self.conn_id), self.now).await?;
-        let d = send_all(
-            self.store(),
-            self.gateway,
-            &to,
-            &ServerFrame::Message { message: view }.to_bytes(),
-        )
-        .await;
-        tracing::info!(
-            sent = d.sent,
-            gone = d.gone,
-            failed = d.failed,
-            duplicate = out.duplicate,
-            "message delivered"
-        );
+        let bytes = ServerFrame::Message { message: view }.to_bytes();
+        if let Some(d) = self.fan_out(site, &session_id, &bytes).await {
+            tracing::info!(
+                sent = d.sent,
+                gone = d.gone,
+                failed = d.failed,
+                duplicate = out.duplicate,
+                "message delivered"
+            );
+        }
         Ok(())
+    }
+
+    /// Sends `bytes` to the conversation's other connections and the site's agents,
+    /// after the sender has had its answer. A failure to find them is logged, not
+    /// answered: the sender already holds its `ack` (one answer per frame), the
+    /// message is stored, and the others read it with `history` on reconnect.
+    async fn fan_out(
+        &self,
+        site: &SiteId,
+        session_id: &SessionId,
+        bytes: &[u8],
+    ) -> Option<chat_core::api::delivery::Delivered> {
+        match recipients(self.store(), site, session_id, true, Some(self.conn_id), self.now).await {
+            Ok(to) => Some(send_all(self.store(), self.gateway, &to, bytes).await),
+            Err(e) => {
+                ApiError::from(e).log("fan-out skipped: recipients not read");
+                None
+            }
+        }
     }
 
     async fn typing(&self, req: Typing, site: &SiteId, sender: &Sender) -> Result<(), ApiError> {
@@ -476,8 +490,7 @@ impl<S: MessageRoutesStore> Ctx<'_, '_, S> {
         // The sender's answer is the marker as stored (it never moves back nor past the
         // last message), with its `ref`; everyone else gets the same frame without one.
         self.reply(&frame).await;
-        let to = recipients(self.store(), site, &session_id, true, Some(self.conn_id), self.now).await?;
-        send_all(self.store(), self.gateway, &to, &frame.to_bytes()).await;
+        self.fan_out(site, &session_id, &frame.to_bytes()).await;
         Ok(())
     }
 

@@ -17,9 +17,11 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         let deps = &deps;
         // An error fails the invocation, so the scheduler's retry policy and dead-letter queue apply.
         async move {
-            let summary = retention::handle(event.payload, deps)
-                .await
-                .map_err(|e| lambda_runtime::Error::from(e.to_string()))?;
+            let summary = retention::handle(event.payload, deps).await.map_err(|e| {
+                // Logged where the job finishes (the error names a code, never data).
+                tracing::error!(error = %e, "retention run failed");
+                lambda_runtime::Error::from(e.to_string())
+            })?;
             // A dry run changes nothing, so it reports no metric.
             if !summary.dry_run {
                 chat_core::metrics::emit(&summary.metric_values(), SystemClock.now().millis());

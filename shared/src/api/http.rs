@@ -50,7 +50,7 @@ impl<'a> HttpRequest<'a> {
 
     /// The `Origin` header, if any, parsed (a present but malformed one is an `Err`).
     pub fn origin(&self) -> Option<Result<Origin, crate::domain::ValidationError>> {
-        self.header("origin").map(Origin::parse)
+        self.header("origin").map(Origin::from_header)
     }
 
     /// Whether `origin` is the API's own (the console it serves): `https://` and the

@@ -45,32 +45,6 @@ pub fn opt_str<'a>(o: &'a Object, field: &'static str) -> Result<Option<&'a str>
     }
 }
 
-/// An optional non-negative integer field.
-pub fn opt_u64(o: &Object, field: &'static str) -> Result<Option<u64>, ValidationError> {
-    match o.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => n
-            .as_u64()
-            .map(Some)
-            .ok_or(ValidationError::new(field, "must be a non-negative integer")),
-        Some(_) => Err(ValidationError::new(field, "must be a non-negative integer")),
-    }
-}
-
-/// A required non-negative integer field.
-pub fn req_u64(o: &Object, field: &'static str) -> Result<u64, ValidationError> {
-    opt_u64(o, field)?.ok_or(ValidationError::new(field, "is required"))
-}
-
-/// A required boolean field.
-pub fn req_bool(o: &Object, field: &'static str) -> Result<bool, ValidationError> {
-    match o.get(field) {
-        Some(Value::Bool(b)) => Ok(*b),
-        None | Some(Value::Null) => Err(ValidationError::new(field, "is required")),
-        Some(_) => Err(ValidationError::new(field, "must be true or false")),
-    }
-}
-
 /// An optional object field.
 pub fn opt_object<'a>(o: &'a Object, field: &'static str) -> Result<Option<&'a Object>, ValidationError> {
     match o.get(field) {
@@ -102,9 +76,5 @@ mod tests {
         assert_eq!(req_str(&o, "s"), Ok("x"));
         assert_eq!(req_str(&o, "missing").unwrap_err().field, "missing");
         assert_eq!(req_str(&o, "wrong").unwrap_err().reason, "must be a string");
-        assert_eq!(opt_u64(&o, "n"), Ok(Some(5)));
-        assert!(opt_u64(&o, "neg").is_err());
-        assert_eq!(req_bool(&o, "b"), Ok(true));
-        assert!(req_bool(&o, "s").is_err());
     }
 }

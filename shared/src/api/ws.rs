@@ -108,15 +108,11 @@ pub fn reject(err: &ApiError) -> ApiGatewayProxyResponse {
         ::http::header::X_CONTENT_TYPE_OPTIONS,
         ::http::HeaderValue::from_static("nosniff"),
     );
-    let mut body = serde_json::json!({ "code": err.code.as_str(), "message": err.message });
-    if let Some(field) = err.field {
-        body["field"] = field.into();
-    }
     if let Some(secs) = err.retry_after {
-        body["retryAfter"] = secs.into();
         r.headers
             .insert(::http::header::RETRY_AFTER, ::http::HeaderValue::from(secs));
     }
-    r.body = Some(Body::Text(serde_json::json!({ "error": body }).to_string()));
+    // The same body as an HTTP error answer.
+    r.body = Some(Body::Text(err.body_json()));
     r
 }

@@ -217,11 +217,55 @@ impl Origin {
         // so "https://Example.com:443" and "https://example.com" compare equal.
         Ok(Self(url.origin().ascii_serialization()))
     }
+
+    /// An `Origin` header, matched exactly: a browser sends the canonical
+    /// `scheme://host[:port]` (lower-case host, no default port, nothing after
+    /// it), so anything the parser would have to normalise (`\`, `\.`, a tab,
+    /// upper case, `:443`, percent-encoding) is not an origin a browser sent and
+    /// matches no site. Sites' own origins (`put-site`) go through [`Origin::parse`].
+    pub fn from_header(s: &str) -> Result<Self, ValidationError> {
+        let origin = Self::parse(s)?;
+        if origin.0 == s {
+            Ok(origin)
+        } else {
+            Err(ValidationError::new(
+                "origin",
+                "must be exactly the canonical origin a browser sends",
+            ))
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn origin_headers_match_exactly() {
+        assert_eq!(
+            Origin::from_header("https://acme.example").unwrap().as_str(),
+            "https://acme.example"
+        );
+        assert!(Origin::from_header("http://localhost:8080").is_ok());
+        for sent in [
+            "https://acme.example/",
+            "https://acme.example/.",
+            "https://acme.example\\",
+            "https://acme.example\\.",
+            "https://ACME.example",
+            "https://acme.example:443",
+            "https://acme.ex\tample",
+            "https://acme%2Eexample",
+            "null",
+        ] {
+            assert!(Origin::from_header(sent).is_err(), "{sent:?}");
+        }
+        // A site's configured origin is normalised (an operator's typing), a header is not.
+        assert_eq!(
+            Origin::parse("https://Acme.example:443").unwrap().as_str(),
+            "https://acme.example"
+        );
+    }
 
     #[test]
     fn site_id_accepts_slugs_and_refuses_the_rest() {
