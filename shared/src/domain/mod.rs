@@ -33,7 +33,7 @@ pub use ids::{AgentId, ClientMsgId, ConnectionId, Origin, SessionId, SiteId, Vis
 pub use message::{Author, AuthorRole, Message};
 pub use prechat::{Consent, PreChat};
 pub use retention::{IpPolicy, RetentionPolicy};
-pub use session::{ConversationStatus, MessageRateExceeded, Session, SessionTouch, StoredIp};
+pub use session::{ConversationStatus, MessageRateExceeded, Session, SessionChange, SessionTouch, StoredIp};
 pub use site::{Agent, AgentRole, Site};
 pub use text::{DEFAULT_MAX_MESSAGE_BYTES, Email, MessageText, PersonName};
 

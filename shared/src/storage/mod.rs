@@ -27,7 +27,7 @@ use crate::clock::Timestamp;
 pub use crate::domain::SessionTouch;
 use crate::domain::{
     Agent, AgentId, AuditRecord, Author, AuthorRole, ClientMsgId, Connection, ConnectionId, ConversationStatus,
-    Message, MessageText, PreChat, Session, SessionId, Site, SiteId, VisitorId,
+    Message, MessageText, PreChat, Session, SessionChange, SessionId, Site, SiteId, VisitorId,
 };
 use crate::policy::{RateDecision, RateLimit};
 
@@ -155,9 +155,21 @@ pub trait SessionStore: Send + Sync {
     async fn create_session(&self, session: &Session) -> Result<(), StoreError>;
     /// Reads a live session.
     async fn get_session(&self, id: &SessionId, now: Timestamp) -> Result<Option<Session>, StoreError>;
+    /// Applies `change` ([`Session::apply`]) to a live session, with the store's
+    /// own guard against a concurrent writer, and returns the session as stored.
+    /// [`StoreError::NotFound`] if absent, expired or being erased.
+    async fn change_session(
+        &self,
+        id: &SessionId,
+        now: Timestamp,
+        change: &SessionChange<'_>,
+    ) -> Result<Session, StoreError>;
+
     /// Records an access: updates last access, renews the token if asked, and
     /// recomputes the expiry. [`StoreError::NotFound`] if absent or expired.
-    async fn touch_session(&self, id: &SessionId, touch: SessionTouch) -> Result<Session, StoreError>;
+    async fn touch_session(&self, id: &SessionId, touch: SessionTouch) -> Result<Session, StoreError> {
+        self.change_session(id, touch.now, &SessionChange::Touch(touch)).await
+    }
     /// Records the visitor's pre-chat form (name, email, consent) and the email's
     /// lookup key; replaces an earlier form. Counts as an access.
     async fn set_prechat(
@@ -166,7 +178,14 @@ pub trait SessionStore: Send + Sync {
         prechat: &PreChat,
         email_lookup: Option<&str>,
         now: Timestamp,
-    ) -> Result<Session, StoreError>;
+    ) -> Result<Session, StoreError> {
+        let change = SessionChange::PreChat {
+            prechat,
+            email_lookup,
+            now,
+        };
+        self.change_session(id, now, &change).await
+    }
     /// Records that `role` has read up to `seq` (never moves backwards, never past the last message).
     async fn mark_read(
         &self,
@@ -174,14 +193,18 @@ pub trait SessionStore: Send + Sync {
         role: AuthorRole,
         seq: u64,
         now: Timestamp,
-    ) -> Result<Session, StoreError>;
+    ) -> Result<Session, StoreError> {
+        self.change_session(id, now, &SessionChange::Read { role, seq }).await
+    }
     /// Opens or closes a conversation for agents.
     async fn set_status(
         &self,
         id: &SessionId,
         status: ConversationStatus,
         now: Timestamp,
-    ) -> Result<Session, StoreError>;
+    ) -> Result<Session, StoreError> {
+        self.change_session(id, now, &SessionChange::Status(status)).await
+    }
 }
 
 /// Conversation messages.

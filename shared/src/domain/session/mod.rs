@@ -115,6 +115,31 @@ pub struct SessionTouch {
     pub renew_token: bool,
 }
 
+/// A change to a live session, as the stores write it ([`Session::apply`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionChange<'a> {
+    /// An access ([`Session::touch`]).
+    Touch(SessionTouch),
+    /// A pre-chat form and its email's lookup key ([`Session::record_prechat`]).
+    PreChat {
+        /// The form.
+        prechat: &'a PreChat,
+        /// The email's keyed lookup hash, if it has an email.
+        email_lookup: Option<&'a str>,
+        /// When.
+        now: Timestamp,
+    },
+    /// A read marker ([`Session::mark_read`]).
+    Read {
+        /// Whose marker.
+        role: AuthorRole,
+        /// Read up to here.
+        seq: u64,
+    },
+    /// Open or closed for agents.
+    Status(ConversationStatus),
+}
+
 /// The session's message rate refused an append.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("message rate exceeded")]
@@ -211,6 +236,21 @@ impl Session {
             AuthorRole::Agent | AuthorRole::System => &mut self.agent_read_seq,
         };
         *marker = (*marker).max(seq);
+    }
+
+    /// Applies one of the changes a store writes with a conditional update
+    /// (both stores call this, so they cannot drift apart).
+    pub fn apply(&mut self, change: &SessionChange<'_>) {
+        match *change {
+            SessionChange::Touch(touch) => self.touch(touch),
+            SessionChange::PreChat {
+                prechat,
+                email_lookup,
+                now,
+            } => self.record_prechat(prechat, email_lookup, now),
+            SessionChange::Read { role, seq } => self.mark_read(role, seq),
+            SessionChange::Status(status) => self.status = status,
+        }
     }
 
     /// Counts one message against `rate` (a fixed window whose two fields live

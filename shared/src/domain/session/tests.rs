@@ -186,3 +186,23 @@ fn debug_output_hides_personal_fields() {
         "{shown}"
     );
 }
+
+#[test]
+fn apply_is_the_same_as_the_methods_both_stores_used_to_call() {
+    let mut by_apply = fresh();
+    by_apply.append(by_apply.created_at, None).unwrap();
+    by_apply.append(by_apply.created_at, None).unwrap();
+    let mut by_method = by_apply.clone();
+    let now = by_apply.created_at.plus(std::time::Duration::from_secs(60));
+    let touch = SessionTouch { now, renew_token: true };
+    by_apply.apply(&SessionChange::Touch(touch));
+    by_method.touch(touch);
+    by_apply.apply(&SessionChange::Read {
+        role: AuthorRole::Visitor,
+        seq: 3,
+    });
+    by_method.mark_read(AuthorRole::Visitor, 3);
+    by_apply.apply(&SessionChange::Status(ConversationStatus::Closed));
+    by_method.status = ConversationStatus::Closed;
+    assert_eq!(by_apply, by_method);
+}

@@ -9,7 +9,7 @@ use super::DynamoStore;
 use super::client::{Condition, MAX_ATTEMPTS, Transacted, backoff, build_error};
 use super::item::{decode, encode, key, session_envelope};
 use crate::clock::Timestamp;
-use crate::domain::{AuthorRole, ConversationStatus, PreChat, Session, SessionId, SessionTouch};
+use crate::domain::{Session, SessionChange, SessionId};
 use crate::storage::keys;
 use crate::storage::{SessionStore, StoreError};
 
@@ -110,37 +110,12 @@ impl SessionStore for DynamoStore {
             .filter(|s| s.is_usable(now)))
     }
 
-    async fn touch_session(&self, id: &SessionId, touch: SessionTouch) -> Result<Session, StoreError> {
-        self.update_session(id, touch.now, |s| s.touch(touch)).await
-    }
-
-    async fn set_prechat(
+    async fn change_session(
         &self,
         id: &SessionId,
-        prechat: &PreChat,
-        email_lookup: Option<&str>,
         now: Timestamp,
+        change: &SessionChange<'_>,
     ) -> Result<Session, StoreError> {
-        self.update_session(id, now, |s| s.record_prechat(prechat, email_lookup, now))
-            .await
-    }
-
-    async fn mark_read(
-        &self,
-        id: &SessionId,
-        role: AuthorRole,
-        seq: u64,
-        now: Timestamp,
-    ) -> Result<Session, StoreError> {
-        self.update_session(id, now, |s| s.mark_read(role, seq)).await
-    }
-
-    async fn set_status(
-        &self,
-        id: &SessionId,
-        status: ConversationStatus,
-        now: Timestamp,
-    ) -> Result<Session, StoreError> {
-        self.update_session(id, now, |s| s.status = status).await
+        self.update_session(id, now, |s| s.apply(change)).await
     }
 }
