@@ -6,7 +6,7 @@ VENV := .venv
 PYTHON ?= python3
 CARGO ?= cargo
 
-.PHONY: help setup chromium qemu check-tools fmt-check clippy lint-template lambda-build unit test run deploy-function
+.PHONY: help setup chromium qemu check-tools fmt-check clippy lint-template lambda-build unit test run deploy-function bench-bootstrap bench-capacity bench-faults bench-handler bench-compare cost-model
 
 help:
 	@echo "make setup   install the test tools: Python (moto, cfn-lint, cargo-lambda) into $(VENV),"
@@ -94,10 +94,12 @@ lint-template: setup
 FUNCTIONS := $(notdir $(patsubst %/Cargo.toml,%,$(wildcard functions/*/Cargo.toml)))
 lambda-build: setup
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(CARGO) lambda build --release --arm64 $(addprefix -p ,$(FUNCTIONS))
-	@echo "Lambda bootstrap sizes (arm64, release):"
+	@echo "Lambda bootstrap sizes (arm64, release; limit 6 MiB = 6291456 bytes, issue 14):"
 	@for f in $(FUNCTIONS); do \
 	  test -f target/lambda/$$f/bootstrap || { echo "error: no bootstrap for $$f" >&2; exit 1; }; \
-	  printf '  %-16s %s bytes\n' "$$f" "$$(stat -c %s target/lambda/$$f/bootstrap)"; \
+	  size=$$(stat -c %s target/lambda/$$f/bootstrap); \
+	  printf '  %-16s %s bytes\n' "$$f" "$$size"; \
+	  test "$$size" -le 6291456 || { echo "error: $$f's bootstrap is over 6 MiB" >&2; exit 1; }; \
 	done
 
 run:
@@ -108,6 +110,14 @@ run:
 deploy-function: $(VENV)/.installed
 	@test -n "$(STACK)" -a -n "$(FUNCTION)" || { echo "usage: make deploy-function STACK=<stack> FUNCTION=<function> [REGION=<eu region>]" >&2; exit 2; }
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" scripts/deploy-function $(STACK) $(FUNCTION) $(if $(REGION),--region $(REGION))
+
+# Bootstrap size and cold init (scripts/bench-bootstrap; README, "Benchmarks"): builds every
+# function (arm64 for Lambda, and natively), prints each bootstrap's size against the 6 MiB
+# limit (fails if one is over), the median cold init of the native release binaries to their
+# first Runtime API poll, the Secrets Manager read apart, and warm invocations. A benchmark,
+# not a test: `make test` does not run it. Options: BENCH_ARGS="--no-build --runs 41 ...".
+bench-bootstrap: $(VENV)/.installed
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" scripts/bench-bootstrap $(BENCH_ARGS)
 
 # Tests that need moto start it themselves on a free loopback port (tests/src/moto.rs,
 # through tests/moto_serial.py).
@@ -124,3 +134,22 @@ unit: setup
 	@awk '/^test result:/ {p += $$4; f += $$6} END {printf "tests: %d passed, %d failed\n", p, f}' target/test-output.log
 
 test: setup fmt-check clippy lint-template lambda-build unit
+
+# Benchmarks (README.md, "Benchmarks and cost"): reported, never timed unit tests.
+# The capacity and fault suites' counts are also asserted by `make test`.
+bench-capacity: $(VENV)/.installed
+	mkdir -p target/capacity
+	EUROCHAT_MOTO_PYTHON=$(CURDIR)/$(VENV)/bin/python EUROCHAT_CAPACITY_JSON=$(CURDIR)/target/capacity \
+	  $(CARGO) test --locked -p eurochat-tests --test capacity -- --nocapture --test-threads 1
+
+bench-faults: $(VENV)/.installed
+	EUROCHAT_MOTO_PYTHON=$(CURDIR)/$(VENV)/bin/python $(CARGO) test --locked -p eurochat-tests --test faults -- --nocapture
+
+bench-handler:
+	$(CARGO) bench --locked -p eurochat-tests --bench handler
+
+bench-compare: $(VENV)/.installed
+	scripts/bench-compare $(BASE)
+
+cost-model: bench-capacity
+	scripts/cost-model target/capacity/chat.json

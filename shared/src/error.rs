@@ -281,6 +281,11 @@ impl From<StoreError> for ApiError {
                 cause: Some(format!("store throttled: {operation}")),
                 ..Self::new(ErrorCode::Unavailable, "temporarily unavailable, retry")
             },
+            StoreError::Unavailable { operation } => Self {
+                retry_after: Some(1),
+                cause: Some(format!("store unavailable: {operation}")),
+                ..Self::new(ErrorCode::Unavailable, "temporarily unavailable, retry")
+            },
             // StoreError's Display carries operation and error code only, never item data.
             other @ (StoreError::Backend { .. } | StoreError::Corrupt { .. }) => Self {
                 cause: Some(other.to_string()),

@@ -10,8 +10,9 @@
 use std::io::Write;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::SubscriberExt;
 
 /// Dependencies whose output can include request or response payloads or
 /// header values: the Lambda runtime (at TRACE it logs every raw event, with
@@ -63,27 +64,60 @@ fn could_uncap(directive: &str) -> bool {
     PAYLOAD_LOGGING_CRATES.iter().any(|c| target.starts_with(c))
 }
 
-/// A filter at `level` (an `EnvFilter` string such as `trace` or
-/// `info,chat_core=debug`) for eurochat, with the payload-logging dependencies
-/// capped at `warn` whatever `level` says about them.
-pub fn filter_at(level: &str) -> EnvFilter {
-    let allowed: Vec<&str> = level
-        .split(',')
-        .filter(|d| !d.trim().is_empty() && !could_uncap(d))
-        .collect();
-    let base = match allowed.as_slice() {
-        [] => EnvFilter::new("info"),
-        _ => EnvFilter::try_new(allowed.join(",")).unwrap_or_else(|_| EnvFilter::new("info")),
-    };
-    let capped = PAYLOAD_LOGGING_CRATES.iter().map(|c| format!("{c}=warn"));
-    let silenced = SILENCED_TARGETS.iter().map(|t| format!("{t}=off"));
-    capped
-        .chain(silenced)
-        .filter_map(|d| d.parse().ok())
-        .fold(base, EnvFilter::add_directive)
+/// One directive of a `RUST_LOG`-style string without a span filter (those are
+/// dropped by [`could_uncap`]): `(None, level)` for a bare level, `(Some(target),
+/// level)` for `target=level` or a bare target (every level). The grammar is
+/// `EnvFilter`'s: a directive starts with a letter, digit, `-`, `:` or `_`; an
+/// empty level means every level; anything else that is not a level is invalid.
+fn parse_directive(directive: &str) -> Option<(Option<&str>, LevelFilter)> {
+    let d = directive.trim();
+    let first = d.chars().next()?;
+    if !(first.is_alphanumeric() || ['-', ':', '_'].contains(&first)) {
+        return None;
+    }
+    match d.split_once('=') {
+        Some((target, "")) => Some((Some(target), LevelFilter::TRACE)),
+        Some((target, level)) => level.parse().ok().map(|level| (Some(target), level)),
+        None => Some(match d.parse() {
+            Ok(level) => (None, level),
+            Err(_) => (Some(d), LevelFilter::TRACE),
+        }),
+    }
 }
 
-fn filter() -> EnvFilter {
+/// A filter at `level` (a `RUST_LOG`-style string such as `trace` or
+/// `info,chat_core=debug`) for eurochat, with the payload-logging dependencies
+/// capped at `warn` whatever `level` says about them.
+///
+/// A target directive applies to every target that starts with it, and the
+/// longest matching one wins (`tracing_subscriber`'s [`Targets`], without
+/// `EnvFilter`'s regular expressions). A string with an invalid directive falls
+/// back to `info` as a whole.
+pub fn filter_at(level: &str) -> Targets {
+    let allowed: Option<Vec<_>> = level
+        .split(',')
+        .filter(|d| !d.trim().is_empty() && !could_uncap(d))
+        .map(parse_directive)
+        .collect();
+    let base = match allowed {
+        Some(directives) if !directives.is_empty() => {
+            directives
+                .into_iter()
+                .fold(Targets::new(), |filter, directive| match directive {
+                    (Some(target), level) => filter.with_target(target, level),
+                    (None, level) => filter.with_default(level),
+                })
+        }
+        _ => Targets::new().with_default(LevelFilter::INFO),
+    };
+    let capped = PAYLOAD_LOGGING_CRATES.iter().map(|c| (*c, LevelFilter::WARN));
+    let silenced = SILENCED_TARGETS.iter().map(|t| (*t, LevelFilter::OFF));
+    capped
+        .chain(silenced)
+        .fold(base, |filter, (target, level)| filter.with_target(target, level))
+}
+
+fn filter() -> Targets {
     // RUST_LOG wins locally; Lambda's advanced logging controls set AWS_LAMBDA_LOG_LEVEL.
     let level = std::env::var("RUST_LOG")
         .or_else(|_| std::env::var("AWS_LAMBDA_LOG_LEVEL").map(|l| l.to_lowercase()))
@@ -101,7 +135,7 @@ where
 }
 
 /// The JSON subscriber with an explicit filter (tests use [`filter_at`]`("trace")`).
-pub fn json_subscriber_with<W>(writer: W, filter: EnvFilter) -> impl tracing::Subscriber + Send + Sync
+pub fn json_subscriber_with<W>(writer: W, filter: Targets) -> impl tracing::Subscriber + Send + Sync
 where
     W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
 {
@@ -112,9 +146,11 @@ where
         .with_span_list(false)
         .with_target(true)
         .with_ansi(false)
-        .with_env_filter(filter)
+        // Every level reaches the filter, which alone decides.
+        .with_max_level(LevelFilter::TRACE)
         .with_writer(writer)
         .finish()
+        .with(filter)
 }
 
 /// Installs the global subscriber: JSON under Lambda, compact text elsewhere.
@@ -127,9 +163,10 @@ pub fn init() {
         tracing::subscriber::set_global_default(
             tracing_subscriber::fmt()
                 .compact()
-                .with_env_filter(filter())
+                .with_max_level(LevelFilter::TRACE)
                 .with_writer(std::io::stderr)
-                .finish(),
+                .finish()
+                .with(filter()),
         )
     };
     // Already installed (tests, the local gateway): keep the existing one.
@@ -259,6 +296,46 @@ mod tests {
                 text.contains("OWN-WARNING"),
                 "RUST_LOG={level}: eurochat's own logs still pass"
             );
+        }
+    }
+
+    #[test]
+    fn directives_keep_their_meaning_for_eurochat_targets() {
+        let own = |level: &str| {
+            let logs = CapturedLogs::new();
+            tracing::subscriber::with_default(json_subscriber_with(logs.clone(), filter_at(level)), || {
+                tracing::trace!(target: "chat_core::storage", "CORE-TRACE");
+                tracing::debug!(target: "chat_core::storage", "CORE-DEBUG");
+                tracing::info!(target: "message", "FN-INFO");
+                tracing::warn!(target: "eurochat::security", "SECURITY-WARN");
+            });
+            let text = logs.text();
+            ["CORE-TRACE", "CORE-DEBUG", "FN-INFO", "SECURITY-WARN"]
+                .into_iter()
+                .filter(|m| text.contains(m))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(own("trace"), ["CORE-TRACE", "CORE-DEBUG", "FN-INFO", "SECURITY-WARN"]);
+        assert_eq!(own("info"), ["FN-INFO", "SECURITY-WARN"]);
+        assert_eq!(own("WARN"), ["SECURITY-WARN"]);
+        // A target directive alone: every other target is off.
+        assert_eq!(own("chat_core=debug"), ["CORE-DEBUG"]);
+        assert_eq!(own("warn,chat_core=debug"), ["CORE-DEBUG", "SECURITY-WARN"]);
+        // A bare target, or an empty level: every level of that target.
+        assert_eq!(own("chat_core"), ["CORE-TRACE", "CORE-DEBUG"]);
+        assert_eq!(
+            own("info,chat_core="),
+            ["CORE-TRACE", "CORE-DEBUG", "FN-INFO", "SECURITY-WARN"]
+        );
+        // The longest matching target wins; `off` silences.
+        assert_eq!(
+            own("trace,chat_core=off,chat_core::storage=debug"),
+            ["CORE-DEBUG", "FN-INFO", "SECURITY-WARN"]
+        );
+        assert_eq!(own("trace,eurochat=off"), ["CORE-TRACE", "CORE-DEBUG", "FN-INFO"]);
+        // Nothing, or anything invalid, means `info`.
+        for level in ["", " , ", "trace,chat_core=loud", "=trace", "trace,.x=debug", "a=b=c"] {
+            assert_eq!(own(level), ["FN-INFO", "SECURITY-WARN"], "{level:?}");
         }
     }
 

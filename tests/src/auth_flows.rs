@@ -80,6 +80,7 @@ pub mod cases {
         e["requestContext"]["connectionId"] = json!(conn);
         e["requestContext"]["identity"]["sourceIp"] = json!(ip);
         e["body"] = json!(frame.to_string());
+        c.with_verdict(&mut e);
         let event: ApiGatewayWebsocketProxyRequest = serde_json::from_value(e).unwrap();
         let deps = message::Deps {
             store: c.backend.store(),

@@ -89,6 +89,9 @@ pub struct Chat<B: Backend> {
     /// Configuration; replaced whole by [`Chat::set_policy_limit`], so a flow can
     /// change the deployment's settings between requests.
     config: std::sync::RwLock<Arc<Config>>,
+    /// Each admitted connection's `$connect` authorizer context, which API
+    /// Gateway passes with every later event of the connection.
+    verdicts: std::sync::Mutex<std::collections::HashMap<String, Value>>,
 }
 
 impl<B: Backend> Chat<B> {
@@ -99,6 +102,7 @@ impl<B: Backend> Chat<B> {
             gateway: Arc::new(RecordingGateway::new()),
             clock: ManualClock::at(T0),
             config: std::sync::RwLock::new(Arc::new(test_config())),
+            verdicts: std::sync::Mutex::default(),
         };
         for (site_id, agents) in [
             (SITE, vec![("alice", AgentRole::Admin), ("bob", AgentRole::Agent)]),
@@ -368,13 +372,54 @@ impl<B: Backend> Chat<B> {
         for (k, v) in headers {
             e["headers"][*k] = json!(v);
         }
-        let event: ApiGatewayWebsocketProxyRequest = serde_json::from_value(e).expect("WebSocket event");
         let deps = connect::Deps {
             store: self.backend.store(),
             clock: &self.clock,
             config: &self.config(),
         };
-        connect::handle(event, &deps).await
+        // As deployed: API Gateway calls the authorizer, then `$connect` with its context.
+        let mut call = e.clone();
+        call["type"] = json!("REQUEST");
+        call["methodArn"] = json!("arn:aws:execute-api:eu-central-1:123456789012:abc123/prod/$connect");
+        let authorizer = connect::authorize(serde_json::from_value(call).expect("authorizer event"), &deps).await;
+        assert!(
+            authorizer
+                .policy_document
+                .statement
+                .iter()
+                .all(|s| s.resource == ["arn:aws:execute-api:eu-central-1:123456789012:abc123/prod/$connect"]),
+            "the policy allows the $connect route only"
+        );
+        let mut context = Value::Object(authorizer.context);
+        context["principalId"] = json!(authorizer.principal_id);
+        e["requestContext"]["authorizer"] = context.clone();
+        let event: ApiGatewayWebsocketProxyRequest = serde_json::from_value(e).expect("WebSocket event");
+        let answer = connect::handle(event, &deps).await;
+        let mut verdicts = self.verdicts.lock().unwrap();
+        match answer.status_code {
+            200 => verdicts.insert(conn.to_owned(), context),
+            _ => verdicts.remove(conn),
+        };
+        answer
+    }
+
+    /// Adds the connection's authorizer context to a route event, as API Gateway
+    /// does for every event after an admitted `$connect`, until the connection is
+    /// closed (by a function, or `$disconnect`). Frames "sent" on a closed
+    /// connection, which API Gateway would never deliver, get no context: the
+    /// function then finds no connection record either.
+    pub fn with_verdict(&self, e: &mut Value) {
+        let conn = e["requestContext"]["connectionId"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let closed = ConnectionId::parse(&conn).is_ok_and(|id| self.gateway.closed().contains(&id));
+        if closed {
+            self.verdicts.lock().unwrap().remove(&conn);
+        }
+        if let Some(context) = self.verdicts.lock().unwrap().get(&conn) {
+            e["requestContext"]["authorizer"] = context.clone();
+        }
     }
 
     /// `$connect` with a token offered as the subprotocol from acme's origin; returns the status.
@@ -406,7 +451,8 @@ impl<B: Backend> Chat<B> {
     }
 
     /// A message route event.
-    pub async fn message_event(&self, e: Value) -> u16 {
+    pub async fn message_event(&self, mut e: Value) -> u16 {
+        self.with_verdict(&mut e);
         let event: ApiGatewayWebsocketProxyRequest = serde_json::from_value(e).expect("WebSocket event");
         let deps = message::Deps {
             store: self.backend.store(),
@@ -426,6 +472,9 @@ impl<B: Backend> Chat<B> {
     pub async fn disconnect(&self, conn: &str) -> u16 {
         let mut e = fixture("disconnect");
         e["requestContext"]["connectionId"] = json!(conn);
+        self.with_verdict(&mut e);
+        // API Gateway forgets the connection: nothing more arrives on it.
+        self.verdicts.lock().unwrap().remove(conn);
         let event: ApiGatewayWebsocketProxyRequest = serde_json::from_value(e).expect("WebSocket event");
         u16::try_from(
             disconnect::handle(

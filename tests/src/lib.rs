@@ -20,10 +20,12 @@
 
 pub mod auth_flows;
 pub mod backends;
+pub mod capacity;
 pub mod chat;
 pub mod chat_flows;
 pub mod contract;
 pub mod erasure;
+pub mod faults;
 pub mod fixtures;
 pub mod gdpr_flows;
 pub mod moto;

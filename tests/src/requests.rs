@@ -1,57 +1,59 @@
-//! Counting DynamoDB requests: an SDK interceptor that records the name of
-//! every operation a client sends, so tests can prove cost rules (no Scan on a
+//! Counting DynamoDB requests: an SDK interceptor ([`Recorder`]) that records
+//! every operation a client sends, with its bodies and times, so tests can prove cost rules (no Scan on a
 //! request path, a fixed number of requests per operation whatever the table
 //! size).
 
-use std::sync::{Arc, Mutex, PoisonError};
-
-use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
-use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
-use aws_sdk_dynamodb::error::BoxError;
 use chat_core::storage::{DynamoStore, schema};
 
-/// Records operation names, in order.
+use crate::capacity::{Call, Recorder, Table};
+
+/// Records every request (see [`Recorder`]); most tests only need the names.
 #[derive(Debug, Clone, Default)]
-pub struct RequestLog(Arc<Mutex<Vec<String>>>);
+pub struct RequestLog(Recorder);
 
 impl RequestLog {
-    /// Takes and clears what was recorded.
+    /// Takes and clears what was recorded: the operation names, in order.
     pub fn take(&self) -> Vec<String> {
-        std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner))
-    }
-}
-
-impl Intercept for RequestLog {
-    fn name(&self) -> &'static str {
-        "RequestLog"
+        self.0.take().into_iter().map(|c| c.op).collect()
     }
 
-    // Before transmit runs once per request on the wire, so SDK retries count too.
-    fn read_before_transmit(
-        &self,
-        context: &BeforeTransmitInterceptorContextRef<'_>,
-        _runtime_components: &RuntimeComponents,
-        _cfg: &mut ConfigBag,
-    ) -> Result<(), BoxError> {
-        // DynamoDB's JSON protocol names the operation in this header: "DynamoDB_20120810.GetItem".
-        let op = context
-            .request()
-            .headers()
-            .get("x-amz-target")
-            .and_then(|t| t.rsplit('.').next())
-            .unwrap_or("unknown")
-            .to_owned();
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).push(op);
-        Ok(())
+    /// Takes and clears what was recorded: every call with its bodies and times.
+    pub fn take_calls(&self) -> Vec<Call> {
+        self.0.take()
     }
 }
 
 /// A DynamoDB store on a new moto table whose client records every request.
 pub async fn counted_store() -> (DynamoStore, RequestLog) {
+    let (store, log, _) = counted_table().await;
+    (store, log)
+}
+
+/// [`counted_store`], and the same table through a client that is not counted
+/// (to read the table's contents and index definitions, [`Table`]).
+pub async fn counted_table() -> (DynamoStore, RequestLog, Table) {
+    counted_table_with(crate::moto::sdk_config().await).await
+}
+
+/// [`counted_table`] whose counted client reaches moto through a proxy that
+/// adds `latency` to every request ([`crate::capacity::delayed_endpoint`]).
+pub async fn counted_table_at_latency(latency: std::time::Duration) -> (DynamoStore, RequestLog, Table) {
     let sdk = crate::moto::sdk_config().await;
+    let proxy = crate::capacity::delayed_endpoint(crate::moto::moto().endpoint(), latency).await;
+    counted_table_with(sdk.to_builder().endpoint_url(proxy).build()).await
+}
+
+/// [`counted_table`] whose clients reach moto through `endpoint` (a proxy such
+/// as [`crate::faults::proxy`]).
+pub async fn counted_table_via(endpoint: String) -> (DynamoStore, RequestLog, Table) {
+    let sdk = crate::moto::sdk_config().await;
+    counted_table_with(sdk.to_builder().endpoint_url(endpoint).build()).await
+}
+
+async fn counted_table_with(sdk: aws_config::SdkConfig) -> (DynamoStore, RequestLog, Table) {
     let log = RequestLog::default();
     let conf = aws_sdk_dynamodb::config::Builder::from(&sdk)
-        .interceptor(log.clone())
+        .interceptor(log.0.clone())
         .build();
     let client = aws_sdk_dynamodb::Client::from_conf(conf);
     let table = crate::moto::unique_table("counted");
@@ -59,5 +61,6 @@ pub async fn counted_store() -> (DynamoStore, RequestLog) {
         .await
         .expect("create table in moto");
     log.take();
-    (DynamoStore::new(client, table), log)
+    let raw = Table::new(aws_sdk_dynamodb::Client::new(&sdk), &table).await;
+    (DynamoStore::new(client, table), log, raw)
 }

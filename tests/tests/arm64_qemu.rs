@@ -38,8 +38,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType,
-    ScalarAttributeType, TimeToLiveSpecification,
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, LocalSecondaryIndex, Projection,
+    ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
 };
 use chat_core::auth::AgentTokenKeys;
 use chat_core::clock::{Clock, SystemClock};
@@ -327,6 +327,25 @@ async fn create_template_table(t: &Yaml, client: &aws_sdk_dynamodb::Client, tabl
                 .expect("index"),
         );
     }
+    for l in props["LocalSecondaryIndexes"]
+        .as_sequence()
+        .expect("LocalSecondaryIndexes")
+    {
+        req = req.local_secondary_indexes(
+            LocalSecondaryIndex::builder()
+                .index_name(l["IndexName"].as_str().expect("IndexName"))
+                .set_key_schema(Some(keys(&l["KeySchema"])))
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::from(
+                            l["Projection"]["ProjectionType"].as_str().expect("ProjectionType"),
+                        ))
+                        .build(),
+                )
+                .build()
+                .expect("local index"),
+        );
+    }
     req.send().await.expect("create the template's table in moto");
     let ttl = &props["TimeToLiveSpecification"];
     if ttl["Enabled"].as_bool() == Some(true) {
@@ -562,7 +581,46 @@ fn ws_event(fixture: &str, peer: &Peer, stage: &str) -> Json {
     ctx["identity"]["sourceIp"] = json!(peer.ip);
     ctx["identity"]["userAgent"] = json!(peer.user_agent);
     ctx["requestTimeEpoch"] = json!(now_ms());
+    if let Some(verdict) = verdicts().get(peer.conn) {
+        // API Gateway passes the authorizer's context with every later event.
+        ctx["authorizer"] = verdict.clone();
+    }
     e
+}
+
+/// Each connection's `$connect` authorizer context, once admitted.
+fn verdicts() -> std::sync::MutexGuard<'static, BTreeMap<&'static str, Json>> {
+    static VERDICTS: std::sync::OnceLock<std::sync::Mutex<BTreeMap<&'static str, Json>>> = std::sync::OnceLock::new();
+    VERDICTS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A handshake as the deployed API makes it: the connect function first as the
+/// `$connect` route's REQUEST authorizer, then as the route with its verdict.
+async fn connect_as_deployed(fleet: &mut Fleet, peer: &Peer, token: &str, stage: &str) -> Json {
+    let route = format!("arn:aws:execute-api:eu-central-1:123456789012:abc123/{stage}/$connect");
+    let mut call = connect_event(peer, token, stage);
+    call["type"] = json!("REQUEST");
+    call["methodArn"] = json!(route);
+    let answer = fleet.invoke("connect", call).await;
+    let statement = &answer["policyDocument"]["Statement"][0];
+    assert_eq!(statement["Effect"], "Allow", "authorizer: {answer}");
+    assert_eq!(statement["Resource"], json!([route]), "authorizer: {answer}");
+    let mut context = answer["context"].clone();
+    assert!(
+        context.as_object().is_some_and(|c| c.values().all(Json::is_string)),
+        "flat string context: {answer}"
+    );
+    context["principalId"] = answer["principalId"].clone();
+    let mut e = connect_event(peer, token, stage);
+    e["requestContext"]["authorizer"] = context.clone();
+    let connected = fleet.invoke("connect", e).await;
+    if status(&connected) == 200 {
+        verdicts().insert(peer.conn, context);
+    }
+    connected
 }
 
 /// `$connect` offering `token` as the subprotocol, as browsers do.
@@ -782,9 +840,7 @@ async fn arm64_bootstraps_under_qemu_run_a_chat_and_gdpr_flow() {
     assert_eq!(session["lastSeq"], json!(0), "{session}");
 
     // 2. The visitor's widget connects with its token as the subprotocol.
-    let connected = fleet
-        .invoke("connect", connect_event(&VISITOR, &visitor_token, &stage))
-        .await;
+    let connected = connect_as_deployed(&mut fleet, &VISITOR, &visitor_token, &stage).await;
     assert_eq!(status(&connected), 200, "visitor $connect: {connected}");
     assert_eq!(
         header(&connected, "sec-websocket-protocol"),
@@ -797,9 +853,7 @@ async fn arm64_bootstraps_under_qemu_run_a_chat_and_gdpr_flow() {
     );
 
     // 3. The agent's console connects from the allowed network with a minted token.
-    let connected = fleet
-        .invoke("connect", connect_event(&AGENT_PEER, &agent_token, &stage))
-        .await;
+    let connected = connect_as_deployed(&mut fleet, &AGENT_PEER, &agent_token, &stage).await;
     assert_eq!(status(&connected), 200, "agent $connect: {connected}");
     assert_eq!(
         header(&connected, "sec-websocket-protocol"),
@@ -808,6 +862,8 @@ async fn arm64_bootstraps_under_qemu_run_a_chat_and_gdpr_flow() {
     );
     // From Secrets Manager, the agent token secret's AWSPREVIOUS version (before the
     // last rotation) still verifies: a console with an older token stays connected.
+    // (This one connects without an authorizer in front, as `cargo lambda invoke`
+    // does: `$connect` decides itself and its frames are looked up by connection.)
     let mut sockets = vec![&VISITOR, &AGENT_PEER];
     if secrets.agent_token.is_some() {
         let older = eurochat_admin::mint_agent_token(

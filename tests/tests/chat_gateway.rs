@@ -14,6 +14,9 @@ async fn gateway() -> Running {
     start(Options {
         listen: "127.0.0.1:0".parse().unwrap(),
         table: eurochat_tests::moto::unique_table("chat-gateway"),
+        // The chat suite through the gateway delivers as deployed: the AWS SDK's
+        // management client posting to the gateway's @connections endpoint.
+        sdk_delivery: true,
         ..Options::default()
     })
     .await

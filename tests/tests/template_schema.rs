@@ -87,11 +87,31 @@ fn indexes_match_the_store() {
                     (g.pk.to_owned(), "HASH".to_owned()),
                     (g.sk.to_owned(), "RANGE".to_owned()),
                 ],
-                "ALL".to_owned(),
+                "KEYS_ONLY".to_owned(),
             )
         })
         .collect();
     assert_eq!(declared, expected);
+    let lsis = table(&t)["LocalSecondaryIndexes"].as_sequence().expect("LSIs");
+    let declared: Vec<IndexDecl> = lsis
+        .iter()
+        .map(|g| {
+            (
+                g["IndexName"].as_str().unwrap().to_owned(),
+                key_schema(&g["KeySchema"]),
+                g["Projection"]["ProjectionType"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let lsi1 = (
+        keys::LSI1.to_owned(),
+        vec![
+            (keys::PK.to_owned(), "HASH".to_owned()),
+            (keys::LSI1_SK.to_owned(), "RANGE".to_owned()),
+        ],
+        "KEYS_ONLY".to_owned(),
+    );
+    assert_eq!(declared, [lsi1]);
 }
 
 #[test]

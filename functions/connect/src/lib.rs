@@ -1,5 +1,12 @@
 //! `$connect`: authenticates a visitor or an agent and records the connection.
 //!
+//! Deployed, the function plays both halves of the handshake: API Gateway first
+//! calls it as the `$connect` route's REQUEST authorizer ([`authorize`]), which
+//! decides; its verdict (the principal, or the refusal) then reaches the
+//! `$connect` route ([`handle`]), which records the connection, and every later
+//! route of the connection, which so never reads the connection record to know
+//! who sent a frame ([`chat_core::api::verdict`]).
+//!
 //! The token comes from the WebSocket subprotocol only
 //! (`Sec-WebSocket-Protocol: eurochat.v1, <token>`, echoed back as
 //! `eurochat.v1`): never from the URL, which reaches access logs, browser
@@ -14,12 +21,15 @@
 
 use std::net::IpAddr;
 
-use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
+use aws_lambda_events::apigw::{
+    ApiGatewayCustomAuthorizerResponse, ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest,
+};
 use chat_core::api::authn::{
     FrameRefusal, TokenFacts, VisitorDoor, authenticate_agent, authenticate_visitor, gone_as_unauthorized,
     recheck_agent_frame, touch_visitor,
 };
 use chat_core::api::cors::origin_refused;
+use chat_core::api::verdict::Verdict;
 use chat_core::api::ws::{self, SUBPROTOCOL, WsRequest};
 use chat_core::auth::{AuthError, RateScope};
 use chat_core::clock::{Clock, Timestamp};
@@ -40,13 +50,86 @@ pub struct Deps<'a, S> {
     pub config: &'a Config,
 }
 
-/// Handles one `$connect`. Never fails: a refusal is a status code.
+/// The two events this function receives: the authorizer's carries the route's
+/// `methodArn` (and `type: REQUEST`), the `$connect` route's does not.
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+pub enum Invocation {
+    /// The `$connect` route's authorizer call.
+    Authorize(Box<AuthorizerRequest>),
+    /// The `$connect` route.
+    Connect(Box<ApiGatewayWebsocketProxyRequest>),
+}
+
+/// What the function answers each [`Invocation`].
+#[derive(serde::Serialize)]
+#[serde(untagged)]
+pub enum Answer {
+    /// The authorizer's policy and verdict.
+    Authorize(AuthorizerResponse),
+    /// The handshake's answer.
+    Connect(ApiGatewayProxyResponse),
+}
+
+/// The `$connect` authorizer's event: a `$connect` request plus the route's ARN.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthorizerRequest {
+    /// The `$connect` route's ARN, the resource the policy allows.
+    pub method_arn: String,
+    /// Headers, query and request context, as in the `$connect` event.
+    #[serde(flatten)]
+    pub request: ApiGatewayWebsocketProxyRequest,
+}
+
+/// The `$connect` authorizer: decides the handshake (everything but recording the
+/// connection) and returns the verdict as context. Never fails: a refusal is part
+/// of the verdict, which `$connect` answers (see [`chat_core::api::verdict`]).
+pub async fn authorize<S>(event: AuthorizerRequest, deps: &Deps<'_, S>) -> AuthorizerResponse
+where
+    S: SiteStore + SessionStore + SubjectStore + ConnectionStore + RateLimitStore,
+{
+    let req = WsRequest::new(&event.request);
+    let verdict = match authenticate(&req, deps).await {
+        Ok((site_id, principal)) => Verdict::Admitted { site_id, principal },
+        Err(e) => {
+            e.log("connection refused or failed");
+            Verdict::refused(&e)
+        }
+    };
+    verdict.authorizer_response(&event.method_arn)
+}
+
+/// What the authorizer answers API Gateway.
+pub type AuthorizerResponse = ApiGatewayCustomAuthorizerResponse<serde_json::Map<String, serde_json::Value>>;
+
+/// Handles one `$connect`: answers the authorizer's verdict, recording an admitted
+/// connection. Without a verdict (no authorizer in front, e.g. `cargo lambda
+/// invoke` with a bare event) it decides the handshake itself first. Never fails:
+/// a refusal is a status code.
 pub async fn handle<S>(event: ApiGatewayWebsocketProxyRequest, deps: &Deps<'_, S>) -> ApiGatewayProxyResponse
 where
     S: SiteStore + SessionStore + SubjectStore + ConnectionStore + RateLimitStore,
 {
     let req = WsRequest::new(&event);
-    match connect(&req, deps).await {
+    let decided = match req.verdict() {
+        Some(Verdict::Refused {
+            status,
+            body,
+            retry_after,
+        }) => {
+            // Logged by the authorizer, with its cause.
+            tracing::info!(status, "connection refused by the authorizer");
+            return ws::reject_verdict(status, &body, retry_after);
+        }
+        Some(Verdict::Admitted { site_id, principal }) => Ok((site_id, principal)),
+        None => authenticate(&req, deps).await,
+    };
+    let recorded = match decided {
+        Ok((site_id, principal)) => record(&req, deps, site_id, principal).await,
+        Err(e) => Err(e),
+    };
+    match recorded {
         Ok(role) => {
             tracing::info!(role, "connected");
             let mut r = ws::status(200);
@@ -79,12 +162,14 @@ fn unauthorized() -> ApiError {
     AuthError::Invalid.into()
 }
 
-async fn connect<S>(req: &WsRequest<'_>, deps: &Deps<'_, S>) -> Result<&'static str, ApiError>
+/// Decides a handshake: per-IP rate limit, the token (subprotocol only), the
+/// Origin, then the visitor's session or the agent's authorization. Stores
+/// nothing but the per-IP counter and a visitor's access time.
+async fn authenticate<S>(req: &WsRequest<'_>, deps: &Deps<'_, S>) -> Result<(SiteId, Principal), ApiError>
 where
     S: SiteStore + SessionStore + SubjectStore + ConnectionStore + RateLimitStore,
 {
     let now = deps.clock.now();
-    let conn_id = req.connection_id()?;
     let ip = req
         .source_ip()
         .ok_or_else(|| ApiError::new(ErrorCode::InvalidRequest, "no source address"))?;
@@ -118,14 +203,30 @@ where
         log_refused(deps, ip, "origin_not_allowed");
         return Err(origin_refused());
     };
-    let (site_id, principal) = if token.starts_with("at1.") {
+    if token.starts_with("at1.") {
         // Agent refusals are logged where they are decided, with the site and agent.
-        agent(deps, token, &origin, ip, now).await?
-    } else {
-        visitor(deps, token, &origin, now)
-            .await
-            .inspect_err(|e| log_refused(deps, ip, e.code.as_str()))?
-    };
+        return agent(deps, token, &origin, ip, now).await;
+    }
+    let decided = visitor(deps, token, &origin, now).await;
+    if let Err(e) = &decided {
+        log_refused(deps, ip, e.code.as_str());
+    }
+    decided
+}
+
+/// Records an admitted connection; an agent is re-checked after the write.
+async fn record<S>(
+    req: &WsRequest<'_>,
+    deps: &Deps<'_, S>,
+    site_id: SiteId,
+    principal: Principal,
+) -> Result<&'static str, ApiError>
+where
+    S: SiteStore + SessionStore + SubjectStore + ConnectionStore + RateLimitStore,
+{
+    let now = deps.clock.now();
+    let conn_id = req.connection_id()?;
+    let ip = req.source_ip();
     let role = match principal {
         Principal::Visitor { .. } => "visitor",
         Principal::Agent { .. } => "agent",
@@ -161,7 +262,7 @@ where
             &conn.site_id,
             agent_id,
             facts,
-            Some(ip),
+            ip,
             now,
         )
         .await
@@ -242,4 +343,33 @@ async fn agent<S: SiteStore>(
             token_iat: ok.token_iat,
         },
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(name: &str) -> serde_json::Value {
+        let path = format!("{}/../../tests/events/{name}.json", env!("CARGO_MANIFEST_DIR"));
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn the_authorizer_call_and_the_route_call_are_told_apart() {
+        let mut e = event("ws-connect");
+        assert!(matches!(
+            serde_json::from_value::<Invocation>(e.clone()).unwrap(),
+            Invocation::Connect(_)
+        ));
+        e["type"] = "REQUEST".into();
+        e["methodArn"] = "arn:aws:execute-api:eu-central-1:123456789012:abc/prod/$connect".into();
+        let Invocation::Authorize(a) = serde_json::from_value::<Invocation>(e).unwrap() else {
+            panic!("an authorizer event read as a route event");
+        };
+        // Nothing of the request is lost on the way through the untagged enum.
+        let req = WsRequest::new(&a.request);
+        assert!(req.connection_id().is_ok());
+        assert!(req.source_ip().is_some());
+        assert!(req.header("origin").is_some());
+    }
 }

@@ -1,7 +1,7 @@
 //! `POST /v1/gdpr/erase`: erases a data subject, or one conversation.
 //!
 //! - `{"scope": "subject", ...}` (the default): everything of the subject on the
-//!   requester's site: sessions, messages, retry records, connections (closed
+//!   requester's site: sessions, messages, connections (closed
 //!   first, so nothing more flows), pre-chat data and its email index entry.
 //!   Visitors erase themselves (`{}`); site admins name a `visitorId`,
 //!   `sessionId` or `email`.

@@ -32,6 +32,7 @@ use chat_core::api::client_frames::{
 };
 use chat_core::api::delivery::{recipients, send_all};
 use chat_core::api::frames::{ConversationView, Limits, MessageView, ServerFrame};
+use chat_core::api::verdict::Verdict;
 use chat_core::api::ws::{self, WsRequest};
 use chat_core::clock::{Clock, Timestamp};
 use chat_core::config::Config;
@@ -40,8 +41,8 @@ use chat_core::error::{ApiError, ErrorCode};
 use chat_core::gateway::{ConnectionGateway, GatewayFactory};
 use chat_core::gdpr;
 use chat_core::storage::{
-    AuditStore, ConnectionStore, ConversationStore, MessageStore, NewMessage, SessionStore, SiteStore, StoreError,
-    SubjectStore,
+    AgentGate, AuditStore, ConnectionStore, ConversationStore, MessageStore, NewMessage, SessionStore, SiteStore,
+    StoreError, SubjectStore,
 };
 
 /// Every action this function serves: one per [`ClientFrame`] variant, and the
@@ -104,7 +105,7 @@ pub async fn handle<S: MessageRoutesStore>(
         return ws::status(200);
     };
     let action = frame.action();
-    let (e, close) = match ctx.dispatch(frame).await {
+    let (e, close) = match ctx.dispatch(frame, req.verdict()).await {
         Ok(()) => {
             tracing::info!(action, "frame handled");
             return ws::status(200);
@@ -180,6 +181,9 @@ enum Sender {
         /// The display name read by this frame's check, for its messages.
         name: String,
     },
+    /// An agent whose check rides on the frame's own first read (`sendMessage`:
+    /// the store reads the agent and site with the session, [`AgentGate`]).
+    AgentToCheck(AgentGate),
 }
 
 fn not_found() -> ApiError {
@@ -223,9 +227,26 @@ impl<S: MessageRoutesStore> Ctx<'_, '_, S> {
         }
     }
 
-    /// Who sent the frame. An agent is re-checked on every frame (see the module header).
-    async fn sender(&self, conn: Connection) -> Result<Sender, FrameError> {
-        match conn.principal {
+    /// Who is behind this connection: the `$connect` authorizer's verdict, which
+    /// API Gateway passes with every frame (no read), else (a connection opened
+    /// without an authorizer) the connection record.
+    async fn principal(&self, verdict: Option<Verdict>) -> Result<(SiteId, Principal), FrameError> {
+        if let Some(Verdict::Admitted { site_id, principal }) = verdict {
+            return Ok((site_id, principal));
+        }
+        let conn = self
+            .store()
+            .get_connection(self.conn_id, self.now)
+            .await?
+            .ok_or_else(|| ApiError::new(ErrorCode::Unauthorized, "connection is not authenticated; reconnect"))?;
+        Ok((conn.site_id, conn.principal))
+    }
+
+    /// Who sent the frame. An agent is re-checked on every frame (see the module
+    /// header): for `sendMessage` by the append's own read (`deferred`), for any
+    /// other frame by one BatchGetItem here. An expired token costs no read.
+    async fn sender(&self, site: &SiteId, principal: Principal, deferred: bool) -> Result<Sender, FrameError> {
+        match principal {
             Principal::Visitor { session_id, visitor_id } => Ok(Sender::Visitor { session_id, visitor_id }),
             Principal::Agent {
                 agent_id,
@@ -238,12 +259,20 @@ impl<S: MessageRoutesStore> Ctx<'_, '_, S> {
                     iat: token_iat,
                     exp: token_exp,
                 };
+                if deferred && token.exp > self.now.epoch_seconds() {
+                    return Ok(Sender::AgentToCheck(AgentGate {
+                        site: site.clone(),
+                        agent: agent_id,
+                        token,
+                        ip: self.source_ip,
+                    }));
+                }
                 let d = self.deps;
                 match authn::recheck_agent_frame(
                     d.store,
                     d.config,
                     "frame",
-                    &conn.site_id,
+                    site,
                     &agent_id,
                     token,
                     self.source_ip,
@@ -265,23 +294,20 @@ impl<S: MessageRoutesStore> Ctx<'_, '_, S> {
 
     /// Routes a frame: the sender first (an unknown connection is `unauthorized`),
     /// then the action's permission, then its fields.
-    async fn dispatch(&self, frame: ClientFrame) -> Result<(), FrameError> {
-        let conn = self
-            .store()
-            .get_connection(self.conn_id, self.now)
-            .await?
-            .ok_or_else(|| ApiError::new(ErrorCode::Unauthorized, "connection is not authenticated; reconnect"))?;
-        let site = conn.site_id.clone();
-        let sender = self.sender(conn).await?;
-        if frame.agents_only() && !matches!(sender, Sender::Agent { .. }) {
+    async fn dispatch(&self, frame: ClientFrame, verdict: Option<Verdict>) -> Result<(), FrameError> {
+        let (site, principal) = self.principal(verdict).await?;
+        let deferred = matches!(frame, ClientFrame::SendMessage(_));
+        let sender = self.sender(&site, principal, deferred).await?;
+        if frame.agents_only() && matches!(sender, Sender::Visitor { .. }) {
             return Err(agents_only().into());
         }
         let max_text = self.deps.config.max_message_bytes;
         match frame {
             ClientFrame::Hello(_) => self.hello().await,
             ClientFrame::SendMessage(f) => {
-                self.send_message(SendMessage::try_from((f, max_text))?, &site, &sender)
-                    .await
+                return self
+                    .send_message(SendMessage::try_from((f, max_text))?, &site, &sender)
+                    .await;
             }
             ClientFrame::Typing(f) => self.typing(Typing::try_from(f)?, &site, &sender).await,
             ClientFrame::History(f) => self.history(History::try_from(f)?, &site, &sender).await,
@@ -304,7 +330,9 @@ impl<S: MessageRoutesStore> Ctx<'_, '_, S> {
                 Some(g) if g != *session_id => Err(not_found()),
                 _ => Ok(session_id.clone()),
             },
-            Sender::Agent { .. } => given.ok_or_else(|| ValidationError::new("sessionId", "is required").into()),
+            Sender::Agent { .. } | Sender::AgentToCheck(_) => {
+                given.ok_or_else(|| ValidationError::new("sessionId", "is required").into())
+            }
         }
     }
 
@@ -323,18 +351,10 @@ impl<S: MessageRoutesStore> Ctx<'_, '_, S> {
                 role: AuthorRole::Visitor,
                 id: visitor_id.to_string(),
             },
-            Sender::Agent { agent_id, .. } => Author {
+            Sender::Agent { agent_id, .. } | Sender::AgentToCheck(AgentGate { agent: agent_id, .. }) => Author {
                 role: AuthorRole::Agent,
                 id: agent_id.to_string(),
             },
-        }
-    }
-
-    /// The display name shown with the sender's messages (agents only).
-    fn author_name(sender: &Sender) -> Option<String> {
-        match sender {
-            Sender::Agent { name, .. } => Some(name.clone()),
-            Sender::Visitor { .. } => None,
         }
     }
 
@@ -349,7 +369,7 @@ impl<S: MessageRoutesStore> Ctx<'_, '_, S> {
         Ok(())
     }
 
-    async fn send_message(&self, req: SendMessage, site: &SiteId, sender: &Sender) -> Result<(), ApiError> {
+    async fn send_message(&self, req: SendMessage, site: &SiteId, sender: &Sender) -> Result<(), FrameError> {
         let session_id = self.target(req.session_id, sender)?;
         let msg = NewMessage {
             site_id: site.clone(),
@@ -362,9 +382,13 @@ impl<S: MessageRoutesStore> Ctx<'_, '_, S> {
         // The rate limit protects against visitors flooding a conversation; it must never
         // stop an agent from answering, so agents' messages are not counted.
         let rate = matches!(sender, Sender::Visitor { .. }).then_some(self.deps.config.message_rate);
-        let out = self
+        let gate = match sender {
+            Sender::AgentToCheck(gate) => Some(gate),
+            _ => None,
+        };
+        let appended = self
             .store()
-            .append_message(&msg, self.now, rate)
+            .append_gated(&msg, self.now, rate, gate)
             .await
             .map_err(|e| match e {
                 StoreError::RateLimited { retry_after } => {
@@ -380,27 +404,48 @@ impl<S: MessageRoutesStore> Ctx<'_, '_, S> {
                 }
                 other => gone_as_not_found(other),
             })?;
+        let out = match appended {
+            Ok(out) => out,
+            Err(refused) => {
+                let c = self.deps.config;
+                authn::log_refusal(c, refused, "frame", Some(site), gate.map(|g| &g.agent), self.source_ip);
+                return Err(FrameError::Refused(refused.frame_error()));
+            }
+        };
         let m = &out.message;
-        let view = MessageView::from(m).with_author_name(Self::author_name(sender));
+        let author_name = match (sender, &out.agent) {
+            (Sender::Agent { name, .. }, _) => Some(name.clone()),
+            (_, Some(ok)) => Some(ok.agent.display_name.clone()),
+            _ => None,
+        };
+        let view = MessageView::from(m).with_author_name(author_name);
         // The sender's answer carries the stored message, so it renders its own message
         // from it; its `ref` is the frame's, else (protocol 1.0) the `clientMsgId`.
-        self.reply(&ServerFrame::Ack {
+        let ack = ServerFrame::Ack {
             session_id: m.session_id.to_string(),
             seq: m.seq,
             created_at: m.created_at,
             duplicate: out.duplicate,
             message: view.clone(),
-        })
-        .await;
+        };
+        // The answer and the recipients' read go out together: the third round trip.
+        let ((), to) = futures::join!(
+            self.reply(&ack),
+            recipients(self.store(), site, &session_id, true, Some(self.conn_id), self.now)
+        );
         let bytes = ServerFrame::Message { message: view }.to_bytes();
-        if let Some(d) = self.fan_out(site, &session_id, &bytes).await {
-            tracing::info!(
-                sent = d.sent,
-                gone = d.gone,
-                failed = d.failed,
-                duplicate = out.duplicate,
-                "message delivered"
-            );
+        match to {
+            Ok(to) => {
+                let d = send_all(self.store(), self.gateway, &to, &bytes).await;
+                tracing::info!(
+                    sent = d.sent,
+                    gone = d.gone,
+                    failed = d.failed,
+                    duplicate = out.duplicate,
+                    "message delivered"
+                );
+            }
+            Err(e) => ApiError::from(e).log("fan-out skipped: recipients not read"),
         }
         Ok(())
     }

@@ -3,7 +3,7 @@
 //! 1. Conversations idle longer than their site's *current* retention (a site
 //!    that shortened its retention after they were written) are erased.
 //! 2. Stored IPs older than their site's IP retention are removed.
-//! 3. Orphans are deleted: messages and retry records whose session item the
+//! 3. Orphans are deleted: messages whose session item the
 //!    TTL sweeper already removed (DynamoDB's TTL does not cascade).
 //!
 //! Each run does at most `budget` units of work (items acted on or scanned) and
@@ -93,7 +93,7 @@ pub struct Summary {
     pub items_erased: u64,
     /// IPs past their site's IP retention.
     pub ips_removed: u64,
-    /// Orphaned messages and retry records.
+    /// Orphaned messages.
     pub orphans_deleted: u64,
     /// Work units used.
     pub budget_used: u32,

@@ -65,7 +65,9 @@
   function renderList() {
     list.replaceChildren();
     if (!conversations.length) list.append(el("li", { class: "ec-empty" }, "No open conversations"));
-    for (const c of conversations) {
+    // The listing comes newest-begun first; show the most recently active first.
+    const byActivity = [...conversations].sort((a, b) => (b.lastActivityAt || 0) - (a.lastActivityAt || 0));
+    for (const c of byActivity) {
       const unread = Math.max(0, c.lastSeq - c.agentReadSeq);
       const li = el("li", { "data-test": "conversation-item", "data-session": c.sessionId, tabindex: "0" });
       if (current && current.sessionId === c.sessionId) li.classList.add("ec-current");
@@ -143,8 +145,10 @@
       case "message": {
         const m = f.message;
         const known = conversations.find((c) => c.sessionId === m.sessionId);
-        if (known) known.lastSeq = Math.max(known.lastSeq, m.seq);
-        else refresh();
+        if (known) {
+          known.lastSeq = Math.max(known.lastSeq, m.seq);
+          known.lastActivityAt = Math.max(known.lastActivityAt || 0, m.createdAt || 0);
+        } else refresh();
         if (current && m.sessionId === current.sessionId) {
           thread.set(m.seq, m);
           if (m.role === "visitor") typing.hidden = true;

@@ -33,6 +33,9 @@ pub struct WsContext {
     pub user_agent: Option<String>,
     /// When the connection was opened, epoch ms.
     pub connected_at: i64,
+    /// What the `$connect` authorizer returned (`principalId` and its context),
+    /// passed with every later event of the connection as API Gateway does.
+    pub authorizer: Map<String, Value>,
 }
 
 /// A request id like API Gateway's (16 characters).
@@ -111,6 +114,7 @@ fn ws_context(ctx: &WsContext, route_key: &str, event_type: &str, now: i64) -> V
         "domainName": ctx.domain_name,
         "connectionId": ctx.connection_id,
         "apiId": "local",
+        "authorizer": (!ctx.authorizer.is_empty()).then(|| ctx.authorizer.clone()),
     })
 }
 
@@ -134,6 +138,33 @@ pub fn connect(
         "multiValueQueryStringParameters": multi_query,
         "requestContext": ws_context(ctx, "$connect", "CONNECT", now),
         "isBase64Encoded": false,
+    }))
+}
+
+/// The `$connect` route's ARN, as API Gateway names it to an authorizer.
+pub fn connect_route_arn(ctx: &WsContext) -> String {
+    format!("arn:aws:execute-api:local:000000000000:local/{}/$connect", ctx.stage)
+}
+
+/// The REQUEST authorizer's event for a handshake: the `$connect` event's
+/// headers, query and context, plus `type` and the route's `methodArn`.
+pub fn authorizer(
+    ctx: &WsContext,
+    headers: &HeaderMap,
+    raw_query: Option<&str>,
+    now: i64,
+) -> Result<connect::AuthorizerRequest, serde_json::Error> {
+    let (headers, multi_headers) = headers_json(headers, &[]);
+    let (query, multi_query) = query_json(raw_query);
+    decode(json!({
+        "type": "REQUEST",
+        "methodArn": connect_route_arn(ctx),
+        "headers": headers,
+        "multiValueHeaders": multi_headers,
+        "queryStringParameters": query,
+        "multiValueQueryStringParameters": multi_query,
+        "stageVariables": {},
+        "requestContext": ws_context(ctx, "$connect", "CONNECT", now),
     }))
 }
 
@@ -270,6 +301,7 @@ mod tests {
             source_ip: "127.0.0.1".parse().unwrap(),
             user_agent: Some("test-agent".into()),
             connected_at: 1_000,
+            authorizer: Map::new(),
         }
     }
 

@@ -12,6 +12,7 @@
 //! Binary: `cargo run -p local-gateway` (see `main.rs`); library: [`start`],
 //! used by the end-to-end tests to run a gateway on a free port.
 
+mod delivery;
 pub mod events;
 mod http_api;
 mod pages;
@@ -24,7 +25,7 @@ use std::time::Duration;
 use chat_core::clock::{Clock, SystemClock};
 use chat_core::config::{Config, ConfigError, vars};
 use chat_core::domain::AgentRole;
-use chat_core::gateway::{ApiGatewayManagement, ManagementClients};
+use chat_core::gateway::{ConnectionGateway, GatewayFactory, ManagementClients};
 use chat_core::storage::{DynamoStore, MemoryStore, StoreError};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -67,6 +68,10 @@ pub struct Options {
     pub site: String,
     /// Origins besides the gateway's own that may embed the demo site's widget.
     pub extra_origins: Vec<String>,
+    /// Deliver the functions' frames through the AWS SDK's management client and
+    /// this gateway's own `@connections` endpoint, as deployed, instead of
+    /// straight to the sockets (`delivery.rs`).
+    pub sdk_delivery: bool,
 }
 
 impl Default for Options {
@@ -80,6 +85,7 @@ impl Default for Options {
             retention_every: Duration::from_secs(300),
             site: "demo".into(),
             extra_origins: Vec::new(),
+            sdk_delivery: false,
         }
     }
 }
@@ -194,9 +200,9 @@ pub(crate) struct App<S> {
     pub(crate) store: S,
     pub(crate) config: Config,
     pub(crate) clock: SystemClock,
-    pub(crate) gateways: ManagementClients,
-    pub(crate) erase_gateway: Arc<ApiGatewayManagement>,
-    pub(crate) conns: ws::Connections,
+    pub(crate) gateways: Arc<dyn GatewayFactory>,
+    pub(crate) erase_gateway: Arc<dyn ConnectionGateway>,
+    pub(crate) conns: Arc<ws::Connections>,
     pub(crate) domain: String,
     pub(crate) stage: String,
     pub(crate) site: String,
@@ -272,8 +278,15 @@ pub async fn start(options: Options) -> Result<Running, GatewayError> {
         ))
         .load()
         .await;
-    let gateways = ManagementClients::new(local_sdk.clone(), Some(own_endpoint.clone()));
-    let erase_gateway = gateways.for_endpoint(&own_endpoint);
+    let conns = Arc::new(ws::Connections::default());
+    let (gateways, erase_gateway): (Arc<dyn GatewayFactory>, Arc<dyn ConnectionGateway>) = if options.sdk_delivery {
+        let clients = ManagementClients::new(local_sdk.clone(), Some(own_endpoint.clone()));
+        let erase = clients.for_endpoint(&own_endpoint);
+        (Arc::new(clients), erase)
+    } else {
+        let direct = Arc::new(delivery::Direct(conns.clone()));
+        (Arc::new(delivery::DirectFactory(direct.clone())), direct)
+    };
     let mut origins = vec![format!("http://{addr}")];
     if addr.ip().is_loopback() {
         origins.push(format!("http://localhost:{}", addr.port()));
@@ -285,6 +298,7 @@ pub async fn start(options: Options) -> Result<Running, GatewayError> {
         options: options.clone(),
         gateways,
         erase_gateway,
+        conns,
         origins,
     };
     match &options.dynamodb_endpoint {
@@ -317,8 +331,9 @@ struct Parts {
     listener: TcpListener,
     addr: SocketAddr,
     options: Options,
-    gateways: ManagementClients,
-    erase_gateway: Arc<ApiGatewayManagement>,
+    gateways: Arc<dyn GatewayFactory>,
+    erase_gateway: Arc<dyn ConnectionGateway>,
+    conns: Arc<ws::Connections>,
     origins: Vec<String>,
 }
 
@@ -354,7 +369,7 @@ async fn launch<S: GatewayStore>(
         clock: SystemClock,
         gateways: parts.gateways,
         erase_gateway: parts.erase_gateway,
-        conns: ws::Connections::default(),
+        conns: parts.conns,
         domain: parts.addr.to_string(),
         stage: parts.options.stage.clone(),
         site: parts.options.site.clone(),

@@ -36,6 +36,11 @@ struct Args {
     /// Another origin allowed to embed the demo site's widget (repeatable).
     #[arg(long = "allow-origin")]
     allow_origins: Vec<String>,
+    /// Deliver frames through the AWS SDK's management client and this gateway's
+    /// @connections endpoint, as the deployed functions do (slower; the default
+    /// hands them straight to the sockets).
+    #[arg(long)]
+    sdk_delivery: bool,
 }
 
 #[tokio::main]
@@ -54,6 +59,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         retention_every: Duration::from_secs(args.retention_every),
         site: args.site,
         extra_origins: args.allow_origins,
+        sdk_delivery: args.sdk_delivery,
     })
     .await?;
     // Printed, not logged: the token is a credential and logs hold none.

@@ -1,5 +1,6 @@
 //! Fan-out: deliver a frame to a conversation's connections and the site's
-//! online agents, concurrently. A connection that is gone is deleted (it was
+//! online agents: both read in one round trip (two concurrent, eventually
+//! consistent Queries), then posted concurrently, bounded. A connection that is gone is deleted (it was
 //! closed without `$disconnect`); any other failure is logged and skipped, so
 //! one bad connection never fails a send.
 
@@ -35,13 +36,8 @@ pub async fn recipients(
     now: Timestamp,
 ) -> Result<Vec<Connection>, StoreError> {
     let mut by_id: BTreeMap<ConnectionId, Connection> = BTreeMap::new();
-    for c in store.conversation_connections(session, now).await? {
+    for c in store.fan_out_targets(session, with_agents.then_some(site), now).await? {
         by_id.insert(c.id.clone(), c);
-    }
-    if with_agents {
-        for c in store.agent_connections(site, now).await? {
-            by_id.insert(c.id.clone(), c);
-        }
     }
     if let Some(x) = exclude {
         by_id.remove(x);
@@ -53,15 +49,30 @@ pub async fn recipients(
     Ok(by_id.into_values().collect())
 }
 
-/// Sends `frame` to every connection in `to`, deleting the ones that are gone.
+/// How many `@connections` posts one fan-out has in flight at once: enough that a
+/// site's agents and a conversation's members are reached in one or two round
+/// trips, few enough that a large site does not open hundreds of connections
+/// from one Lambda (or exhaust its sockets).
+pub const MAX_POSTS_IN_FLIGHT: usize = 32;
+
+/// Sends `frame` to every connection in `to`, at most [`MAX_POSTS_IN_FLIGHT`]
+/// at once, deleting the ones that are gone.
 pub async fn send_all(
     store: &(impl ConnectionStore + ?Sized),
     gateway: &dyn ConnectionGateway,
     to: &[Connection],
     frame: &[u8],
 ) -> Delivered {
-    let results =
-        futures::future::join_all(to.iter().map(|c| async move { (c, gateway.send(&c.id, frame).await) })).await;
+    // In waves of at most MAX_POSTS_IN_FLIGHT (a site's usual fan-out is one wave).
+    let mut results = Vec::with_capacity(to.len());
+    for wave in to.chunks(MAX_POSTS_IN_FLIGHT) {
+        let sent = futures::future::join_all(
+            wave.iter()
+                .map(|c| async move { (c, gateway.send(&c.id, frame).await) }),
+        )
+        .await;
+        results.extend(sent);
+    }
     let mut d = Delivered::default();
     for (c, r) in results {
         match r {

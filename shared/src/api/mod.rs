@@ -9,6 +9,7 @@ pub mod delivery;
 pub mod frames;
 pub mod http;
 pub mod json;
+pub mod verdict;
 pub mod ws;
 
 /// Largest WebSocket frame API Gateway accepts (32 KB); the local gateway enforces it too

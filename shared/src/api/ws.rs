@@ -6,6 +6,7 @@ use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxy
 use aws_lambda_events::encodings::Body;
 use base64::Engine as _;
 
+use super::verdict::Verdict;
 use super::{MAX_FRAME_BYTES, header, json};
 use crate::domain::ConnectionId;
 use crate::error::{ApiError, ErrorCode};
@@ -87,6 +88,12 @@ impl<'a> WsRequest<'a> {
         }
     }
 
+    /// The `$connect` authorizer's verdict for this connection, if an authorizer
+    /// gave one (every route event of the connection carries it).
+    pub fn verdict(&self) -> Option<Verdict> {
+        Verdict::from_context(&self.event.request_context.authorizer.fields)
+    }
+
     /// API Gateway's request id, for correlating logs.
     pub fn request_id(&self) -> &'a str {
         self.event.request_context.request_id.as_deref().unwrap_or_default()
@@ -103,16 +110,22 @@ pub fn status(code: u16) -> ApiGatewayProxyResponse {
 /// `$connect` refused: API Gateway rejects the handshake with this status. The body
 /// (the error's JSON) is visible to non-browser clients only.
 pub fn reject(err: &ApiError) -> ApiGatewayProxyResponse {
-    let mut r = status(err.status());
+    // The same body as an HTTP error answer.
+    reject_verdict(err.status(), &err.body_json(), err.retry_after)
+}
+
+/// `$connect` refused by the authorizer's verdict: the same answer as [`reject`]
+/// of the error the authorizer decided.
+pub fn reject_verdict(status_code: u16, body: &str, retry_after: Option<u64>) -> ApiGatewayProxyResponse {
+    let mut r = status(status_code);
     r.headers.insert(
         ::http::header::X_CONTENT_TYPE_OPTIONS,
         ::http::HeaderValue::from_static("nosniff"),
     );
-    if let Some(secs) = err.retry_after {
+    if let Some(secs) = retry_after {
         r.headers
             .insert(::http::header::RETRY_AFTER, ::http::HeaderValue::from(secs));
     }
-    // The same body as an HTTP error answer.
-    r.body = Some(Body::Text(err.body_json()));
+    r.body = Some(Body::Text(body.to_owned()));
     r
 }

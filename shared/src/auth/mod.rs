@@ -27,6 +27,8 @@ type HmacSha256 = Hmac<Sha256>;
 
 pub use crate::random::random_bytes;
 
+pub mod access;
+
 /// Why a credential was refused. Clients see only the error code, never which
 /// check failed beyond "expired" (so a widget knows to start a new session).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

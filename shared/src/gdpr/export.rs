@@ -223,7 +223,7 @@ struct ConnectionExport {
     kept: Kept,
 }
 
-/// A message as exported. Its retry record holds (author, clientMsgId, seq): all of it is here.
+/// A message as exported, with its author and clientMsgId (its LSI1 key holds nothing else).
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 struct MessageExport {
@@ -416,7 +416,7 @@ fn retention_statement(site: &Site) -> RetentionStatement {
             VISITOR_TOKEN_LIFETIME.as_secs() / 86_400
         ),
         messages: "kept with their conversation",
-        retry_records: "one per message (its author, clientMsgId and sequence number, all shown with the message), kept with their conversation",
+        retry_records: "no separate record: each message's author and clientMsgId (shown with the message) also index it, so a resent message is recognised; kept with their conversation",
         connections: format!(
             "a record per open chat connection (when it opened), deleted when it closes, at the latest {} minutes after it opened",
             policy::CONNECTION_LIFETIME.as_secs() / 60

@@ -33,6 +33,12 @@ pub enum StoreError {
         /// The DynamoDB operation.
         operation: &'static str,
     },
+    /// DynamoDB failed on its side (`InternalServerError`) beyond the SDK's retries.
+    #[error("{operation} unavailable")]
+    Unavailable {
+        /// The DynamoDB operation.
+        operation: &'static str,
+    },
     /// Any other backend failure.
     #[error("{operation} failed ({})", code.as_deref().unwrap_or("no code"))]
     Backend {

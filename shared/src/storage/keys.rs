@@ -2,8 +2,8 @@
 //!
 //! Every item has `pk` and `sk`. Items that share a lifetime share a partition,
 //! so one Query reaches them and one partition sweep erases them: a
-//! conversation's session item, messages, retry records and connection
-//! memberships all live under `SESS#<sessionId>`.
+//! conversation's session item, messages and connection memberships all live
+//! under `SESS#<sessionId>`.
 
 use crate::clock::Timestamp;
 use crate::domain::{AuthorRole, ClientMsgId, ConnectionId, SessionId, SiteId, VisitorId};
@@ -38,7 +38,8 @@ pub const GSI1: Gsi = Gsi {
     pk: "gsi1pk",
     sk: "gsi1sk",
 };
-/// GSI2: a site's conversations by last activity.
+/// GSI2: a site's conversations by when they began (the session's creation:
+/// a key that never changes, so a message writes nothing to the index).
 pub const GSI2: Gsi = Gsi {
     name: "gsi2",
     pk: "gsi2pk",
@@ -57,8 +58,18 @@ pub const GSI4: Gsi = Gsi {
     sk: "gsi4sk",
 };
 
-/// All global secondary indexes, as the table declares them.
+/// All global secondary indexes, as the table declares them. Each projects
+/// only its keys: a write that leaves an item's index keys alone writes nothing
+/// to the index, and readers fetch the items themselves (one BatchGetItem per
+/// page).
 pub const INDEXES: [Gsi; 4] = [GSI1, GSI2, GSI3, GSI4];
+
+/// LSI1: a message by its author and `clientMsgId`, for recognising a retried
+/// send with a consistent read (a local index can be read consistently, a
+/// global one cannot). Only message items carry its key; it projects only keys.
+pub const LSI1: &str = "lsi1";
+/// LSI1's sort key attribute (its partition key is the table's `pk`).
+pub const LSI1_SK: &str = "lsi1sk";
 
 /// The `kind` attribute of each item type; also the names erasure counts and
 /// the orphan sweep report.
@@ -73,8 +84,6 @@ pub mod kind {
     pub const SESSION: &str = "session";
     /// A chat message.
     pub const MESSAGE: &str = "message";
-    /// A retry record (author and `clientMsgId` to sequence).
-    pub const CLIENT_MSG_ID: &str = "clientMsgId";
     /// A connection's membership in a conversation.
     pub const MEMBERSHIP: &str = "membership";
     /// A connection's lookup item.
@@ -85,7 +94,7 @@ pub mod kind {
     pub const RATE: &str = "rate";
     /// What erasing a conversation removes (its partition, and the visitor's
     /// connection lookups): the kinds every erase answer lists, zeros included.
-    pub const ERASABLE: [&str; 5] = [SESSION, MESSAGE, CLIENT_MSG_ID, MEMBERSHIP, CONNECTION];
+    pub const ERASABLE: [&str; 4] = [SESSION, MESSAGE, MEMBERSHIP, CONNECTION];
     /// A job checkpoint.
     pub const CHECKPOINT: &str = "checkpoint";
 }
@@ -121,7 +130,7 @@ pub fn agent_conn_sk(conn: &ConnectionId) -> String {
 
 /// Prefix of a session's partition key.
 pub const SESSION_PREFIX: &str = "SESS#";
-/// A session's partition: session item, messages, retry records, memberships.
+/// A session's partition: session item, messages, memberships.
 pub fn session_pk(session: &SessionId) -> String {
     format!("{SESSION_PREFIX}{session}")
 }
@@ -145,16 +154,14 @@ pub fn msg_sk(seq: u64) -> String {
 pub fn msg_seq(sk: &str) -> Option<u64> {
     sk.strip_prefix(MSG_PREFIX)?.parse().ok()
 }
-/// Prefix of retry records.
-pub const CMID_PREFIX: &str = "CMID#";
-/// A retry record's sort key: one per (author, clientMsgId).
-pub fn cmid_sk(role: AuthorRole, author_id: &str, id: &ClientMsgId) -> String {
+/// A message's LSI1 sort key: its author and `clientMsgId`, unique in the conversation.
+pub fn retry_key(role: AuthorRole, author_id: &str, id: &ClientMsgId) -> String {
     let role = match role {
         AuthorRole::Visitor => "v",
         AuthorRole::Agent => "a",
         AuthorRole::System => "s",
     };
-    format!("{CMID_PREFIX}{role}#{author_id}#{id}")
+    format!("CMID#{role}#{author_id}#{id}")
 }
 /// Prefix of connection memberships in a session partition.
 pub const MEMBER_PREFIX: &str = "CONN#";
@@ -174,9 +181,9 @@ pub fn visitor_gsi1sk(created_at: Timestamp, session: &SessionId) -> String {
 pub fn conversations_gsi2pk(site: &SiteId) -> String {
     format!("CONV#{site}")
 }
-/// GSI2 sort key of a conversation: its last activity.
-pub fn conversation_gsi2sk(last_activity_at: Timestamp, session: &SessionId) -> String {
-    ts_id(last_activity_at, session.as_str())
+/// GSI2 sort key of a conversation: when its session was created.
+pub fn conversation_gsi2sk(created_at: Timestamp, session: &SessionId) -> String {
+    ts_id(created_at, session.as_str())
 }
 /// GSI3 partition of a site's IP-holding sessions.
 pub fn ip_gsi3pk(site: &SiteId) -> String {

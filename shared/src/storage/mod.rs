@@ -20,9 +20,11 @@
 //! each (DynamoDB: SDK calls, item envelope, queries; memory: the maps, paging).
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 
 use async_trait::async_trait;
 
+use crate::auth::access::{AuthenticatedAgent, Refusal, TokenFacts, check};
 use crate::clock::Timestamp;
 pub use crate::domain::SessionTouch;
 use crate::domain::{
@@ -73,6 +75,36 @@ pub struct Appended {
     pub message: Message,
     /// Whether this append was a retry of an already stored message.
     pub duplicate: bool,
+    /// The agent the [`AgentGate`] let through, as read with the session (its
+    /// display name and current role), or `None` without a gate.
+    pub agent: Option<AuthenticatedAgent>,
+}
+
+/// An agent's authorization, re-checked by [`MessageStore::append_gated`] with
+/// the agent and site items read in the same consistent request as the session
+/// (so an agent's message costs no extra round trip for its revocation check).
+#[derive(Debug, Clone)]
+pub struct AgentGate {
+    /// The agent's site (the connection's).
+    pub site: SiteId,
+    /// The agent.
+    pub agent: AgentId,
+    /// What its token said at `$connect`.
+    pub token: TokenFacts,
+    /// This frame's source address, for the site's allow-list.
+    pub ip: Option<IpAddr>,
+}
+
+impl AgentGate {
+    /// The check, on what the store read (see [`crate::auth::access::check`]).
+    pub fn admit(
+        &self,
+        agent: Option<Agent>,
+        site: Option<Site>,
+        now: Timestamp,
+    ) -> Result<AuthenticatedAgent, Refusal> {
+        check(agent, site, self.token, self.ip, now)
+    }
 }
 
 /// A page of a conversation's history.
@@ -219,7 +251,22 @@ pub trait MessageStore: Send + Sync {
         msg: &NewMessage,
         now: Timestamp,
         rate: Option<RateLimit>,
-    ) -> Result<Appended, StoreError>;
+    ) -> Result<Appended, StoreError> {
+        // Without a gate nothing can be refused.
+        self.append_gated(msg, now, rate, None)
+            .await?
+            .map_err(|_| StoreError::NotFound)
+    }
+    /// [`Self::append_message`], first reading the `gate`'s agent and site with
+    /// the session (one consistent request, beside the retry lookup) and writing only
+    /// if the gate admits them: `Ok(Err(refusal))` stores nothing.
+    async fn append_gated(
+        &self,
+        msg: &NewMessage,
+        now: Timestamp,
+        rate: Option<RateLimit>,
+        gate: Option<&AgentGate>,
+    ) -> Result<Result<Appended, Refusal>, StoreError>;
     /// Messages with a sequence number above `after`, oldest first, at most `limit`.
     async fn list_messages(&self, session: &SessionId, after: u64, limit: u32) -> Result<MessagePage, StoreError>;
 }
@@ -250,6 +297,24 @@ pub trait ConnectionStore: Send + Sync {
     ) -> Result<Vec<Connection>, StoreError>;
     /// Live agent connections of a site: one Query on the site's partition.
     async fn agent_connections(&self, site: &SiteId, now: Timestamp) -> Result<Vec<Connection>, StoreError>;
+    /// The live connections a fan-out delivers to: the conversation's members
+    /// and, with `site`, that site's online agents (possibly both lists holding one
+    /// connection). Read for delivery only: DynamoDB answers it with two
+    /// concurrent, eventually consistent Queries (half the read units of
+    /// consistent ones; `docs/data-model.md` says what the lag can cost).
+    async fn fan_out_targets(
+        &self,
+        session: &SessionId,
+        site: Option<&SiteId>,
+        now: Timestamp,
+    ) -> Result<Vec<Connection>, StoreError> {
+        let members = self.conversation_connections(session, now).await?;
+        let agents = match site {
+            Some(site) => self.agent_connections(site, now).await?,
+            None => Vec::new(),
+        };
+        Ok(members.into_iter().chain(agents).collect())
+    }
 }
 
 /// Listing and deleting a site's conversations.
@@ -270,7 +335,7 @@ pub trait ConversationStore: Send + Sync {
     /// writer can add an item behind the sweep. `false` if there is no session item.
     async fn fence_session(&self, id: &SessionId, now: Timestamp) -> Result<bool, StoreError>;
     /// Erases a session and everything in it: fences it (if not yet), then
-    /// deletes messages, retry records, connection memberships and the
+    /// deletes messages, connection memberships and the
     /// visitor's connection lookups, re-reading the partition until it is
     /// empty; the session item goes last, so an interrupted erasure stays
     /// fenced and a rerun finishes it. A retention checkpoint that names the
@@ -316,7 +381,7 @@ pub trait RetentionStore: Send + Sync {
     /// Removes a session's stored IP; `false` if it had none or is gone.
     async fn remove_ip(&self, id: &SessionId) -> Result<bool, StoreError>;
     /// One bounded page of the orphan sweep: items of a session (messages,
-    /// retry records, memberships) whose session item is gone, and connection
+    /// memberships) whose session item is gone, and connection
     /// lookups whose connection has expired. The only Scan in eurochat.
     async fn scan_orphans(&self, cursor: Option<&str>, limit: u32, now: Timestamp) -> Result<Page<Orphan>, StoreError>;
     /// Deletes orphans found by [`RetentionStore::scan_orphans`].

@@ -4,8 +4,8 @@
 //! TTL attribute.
 
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType,
-    ScalarAttributeType, TimeToLiveSpecification,
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, LocalSecondaryIndex, Projection,
+    ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
 };
 
 use super::keys;
@@ -18,6 +18,7 @@ pub fn attribute_names() -> Vec<&'static str> {
         v.push(g.pk);
         v.push(g.sk);
     }
+    v.push(keys::LSI1_SK);
     v
 }
 
@@ -32,7 +33,8 @@ fn key(name: &str, kt: KeyType) -> Result<KeySchemaElement, StoreError> {
         })
 }
 
-/// Creates the table (on-demand, all indexes projecting all attributes) and
+/// Creates the table (on-demand, every index projecting only keys, see
+/// [`keys::INDEXES`] and [`keys::LSI1`]) and
 /// enables TTL on [`keys::TTL`]. Succeeds if the table already exists.
 pub async fn create_table(client: &aws_sdk_dynamodb::Client, table: &str) -> Result<(), StoreError> {
     let build_err = |_| StoreError::Backend {
@@ -60,11 +62,20 @@ pub async fn create_table(client: &aws_sdk_dynamodb::Client, table: &str) -> Res
                 .index_name(g.name)
                 .key_schema(key(g.pk, KeyType::Hash)?)
                 .key_schema(key(g.sk, KeyType::Range)?)
-                .projection(Projection::builder().projection_type(ProjectionType::All).build())
+                .projection(Projection::builder().projection_type(ProjectionType::KeysOnly).build())
                 .build()
                 .map_err(build_err)?,
         );
     }
+    req = req.local_secondary_indexes(
+        LocalSecondaryIndex::builder()
+            .index_name(keys::LSI1)
+            .key_schema(key(keys::PK, KeyType::Hash)?)
+            .key_schema(key(keys::LSI1_SK, KeyType::Range)?)
+            .projection(Projection::builder().projection_type(ProjectionType::KeysOnly).build())
+            .build()
+            .map_err(build_err)?,
+    );
     match req.send().await {
         Ok(_) => {}
         Err(e) => {

@@ -23,6 +23,12 @@ use crate::storage::keys;
 
 /// Attempts for optimistic-concurrency loops and batch retries before reporting a conflict.
 pub(super) const MAX_ATTEMPTS: u32 = 6;
+
+/// BatchWriteItem calls one erasure keeps in flight: 10,000 messages are 400
+/// batches, 50 sequential waves, about half a second at 10 ms per batch, well
+/// inside the function's timeout; few enough not to burst a fresh on-demand
+/// table's partitions into throttling.
+pub(super) const PARALLEL_BATCHES: usize = 8;
 /// BatchWriteItem's limit.
 const BATCH_WRITE: usize = 25;
 /// BatchGetItem's limit.
@@ -54,6 +60,8 @@ macro_rules! classify {
             $ty::ProvisionedThroughputExceededException(_) | $ty::RequestLimitExceeded(_) | $ty::ThrottlingException(_) => {
                 StoreError::Throttled { operation: $op }
             }
+            // DynamoDB's own failure, still there after the SDK's retries: transient.
+            $ty::InternalServerError(_) => StoreError::Unavailable { operation: $op },
             other => $crate::storage::dynamo::client::backend_error($op, &other),
         }
     };
@@ -209,47 +217,57 @@ impl DynamoStore {
         Ok(found)
     }
 
-    /// Deletes items by key in batches of 25, retrying `UnprocessedItems` with
-    /// backoff; fails (never silently succeeds) if some remain.
+    /// Deletes items by key in batches of 25, [`PARALLEL_BATCHES`] batches in
+    /// flight at once, each retrying its `UnprocessedItems` with backoff; fails
+    /// (never silently succeeds) if some remain. Deletes are idempotent, so a
+    /// failed call can be repeated whole.
     pub(super) async fn batch_delete(&self, keys_list: Vec<Item>) -> Result<(), StoreError> {
-        for chunk in keys_list.chunks(BATCH_WRITE) {
-            let mut pending: Vec<WriteRequest> = chunk
-                .iter()
-                .map(|k| {
-                    DeleteRequest::builder()
-                        .set_key(Some(k.clone()))
-                        .build()
-                        .map(|d| WriteRequest::builder().delete_request(d).build())
-                        .map_err(|_| build_error("BatchWriteItem"))
-                })
-                .collect::<Result<_, _>>()?;
-            let mut attempt = 0;
-            while !pending.is_empty() {
-                let out = self
-                    .client
-                    .batch_write_item()
-                    .request_items(&self.table, pending)
-                    .send()
-                    .await
-                    .map_err(|e| classify!("BatchWriteItem", e, BatchWriteItemError))?;
-                pending = out
-                    .unprocessed_items
-                    .and_then(|mut u| u.remove(&self.table))
-                    .unwrap_or_default();
-                if !pending.is_empty() {
-                    attempt += 1;
-                    tracing::warn!(
-                        remaining = pending.len(),
-                        attempt,
-                        "BatchWriteItem left unprocessed items, retrying"
-                    );
-                    if attempt >= MAX_ATTEMPTS {
-                        return Err(StoreError::Throttled {
-                            operation: "BatchWriteItem",
-                        });
-                    }
-                    backoff(attempt).await;
+        let batches: Vec<&[Item]> = keys_list.chunks(BATCH_WRITE).collect();
+        for wave in batches.chunks(PARALLEL_BATCHES) {
+            let done = futures::future::join_all(wave.iter().map(|batch| self.delete_batch(batch))).await;
+            done.into_iter().collect::<Result<Vec<()>, _>>()?;
+        }
+        Ok(())
+    }
+
+    /// One BatchWriteItem of at most 25 deletes, until nothing is left unprocessed.
+    async fn delete_batch(&self, batch: &[Item]) -> Result<(), StoreError> {
+        let mut pending: Vec<WriteRequest> = batch
+            .iter()
+            .map(|k| {
+                DeleteRequest::builder()
+                    .set_key(Some(k.clone()))
+                    .build()
+                    .map(|d| WriteRequest::builder().delete_request(d).build())
+                    .map_err(|_| build_error("BatchWriteItem"))
+            })
+            .collect::<Result<_, _>>()?;
+        let mut attempt = 0;
+        while !pending.is_empty() {
+            let out = self
+                .client
+                .batch_write_item()
+                .request_items(&self.table, pending)
+                .send()
+                .await
+                .map_err(|e| classify!("BatchWriteItem", e, BatchWriteItemError))?;
+            pending = out
+                .unprocessed_items
+                .and_then(|mut u| u.remove(&self.table))
+                .unwrap_or_default();
+            if !pending.is_empty() {
+                attempt += 1;
+                tracing::warn!(
+                    remaining = pending.len(),
+                    attempt,
+                    "BatchWriteItem left unprocessed items, retrying"
+                );
+                if attempt >= MAX_ATTEMPTS {
+                    return Err(StoreError::Throttled {
+                        operation: "BatchWriteItem",
+                    });
                 }
+                backoff(attempt).await;
             }
         }
         Ok(())

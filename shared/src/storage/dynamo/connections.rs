@@ -13,10 +13,16 @@ use crate::storage::keys::{self, kind};
 use crate::storage::{ConnectionStore, SessionStore, StoreError};
 
 impl DynamoStore {
-    /// Live connections among a partition's items starting with `prefix`: one consistent Query.
-    async fn live_connections(&self, pk: String, prefix: &str, now: Timestamp) -> Result<Vec<Connection>, StoreError> {
+    /// Live connections among a partition's items starting with `prefix`: one Query.
+    async fn live_connections(
+        &self,
+        pk: String,
+        prefix: &str,
+        now: Timestamp,
+        consistent: bool,
+    ) -> Result<Vec<Connection>, StoreError> {
         let q = QuerySpec::table(pk).sort("begins_with(#s, :s)", prefix.to_owned());
-        let all: Vec<Connection> = self.query_records(&q, true).await?;
+        let all: Vec<Connection> = self.query_records(&q, consistent).await?;
         Ok(all.into_iter().filter(|c| is_live(c.expires_at, now)).collect())
     }
 
@@ -94,12 +100,32 @@ impl ConnectionStore for DynamoStore {
         session: &SessionId,
         now: Timestamp,
     ) -> Result<Vec<Connection>, StoreError> {
-        self.live_connections(keys::session_pk(session), keys::MEMBER_PREFIX, now)
+        self.live_connections(keys::session_pk(session), keys::MEMBER_PREFIX, now, true)
             .await
     }
 
     async fn agent_connections(&self, site: &SiteId, now: Timestamp) -> Result<Vec<Connection>, StoreError> {
-        self.live_connections(keys::site_pk(site), keys::AGENT_CONN_PREFIX, now)
+        self.live_connections(keys::site_pk(site), keys::AGENT_CONN_PREFIX, now, true)
             .await
+    }
+
+    async fn fan_out_targets(
+        &self,
+        session: &SessionId,
+        site: Option<&SiteId>,
+        now: Timestamp,
+    ) -> Result<Vec<Connection>, StoreError> {
+        let members = self.live_connections(keys::session_pk(session), keys::MEMBER_PREFIX, now, false);
+        let agents = async {
+            match site {
+                Some(site) => {
+                    self.live_connections(keys::site_pk(site), keys::AGENT_CONN_PREFIX, now, false)
+                        .await
+                }
+                None => Ok(Vec::new()),
+            }
+        };
+        let (members, agents) = futures::join!(members, agents);
+        Ok(members?.into_iter().chain(agents?).collect())
     }
 }

@@ -44,6 +44,9 @@ pub(super) struct Envelope<T> {
     pub gsi4pk: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gsi4sk: Option<String>,
+    /// Message items only: the author and `clientMsgId` ([`keys::LSI1`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lsi1sk: Option<String>,
     #[serde(flatten)]
     pub data: T,
 }
@@ -69,6 +72,7 @@ impl<T> Envelope<T> {
             gsi3sk: None,
             gsi4pk: None,
             gsi4sk: None,
+            lsi1sk: None,
             data,
         }
     }
@@ -83,12 +87,6 @@ impl<T> Envelope<T> {
     pub fn key(&self) -> Item {
         key(self.pk.clone(), self.sk.clone())
     }
-}
-
-/// A retry record's data: the sequence its message was stored under.
-#[derive(Serialize, Deserialize)]
-pub(super) struct CmidData {
-    pub seq: u64,
 }
 
 /// A job checkpoint's data.
@@ -140,9 +138,9 @@ pub(super) fn session_envelope(session: &Session, version: u64) -> Envelope<Sess
     env.version = version;
     env.gsi1pk = Some(keys::visitor_gsi1pk(site, &session.visitor_id));
     env.gsi1sk = Some(keys::visitor_gsi1sk(session.created_at, id));
-    if let (true, Some(last)) = (session.is_conversation(), session.last_activity_at) {
+    if session.is_conversation() {
         env.gsi2pk = Some(keys::conversations_gsi2pk(site));
-        env.gsi2sk = Some(keys::conversation_gsi2sk(last, id));
+        env.gsi2sk = Some(keys::conversation_gsi2sk(session.created_at, id));
     }
     if let Some(ip) = &session.ip {
         env.gsi3pk = Some(keys::ip_gsi3pk(site));
@@ -188,8 +186,10 @@ mod tests {
 
     #[test]
     fn the_envelope_writes_the_attribute_names_keys_declares() {
-        let mut env = Envelope::new("p".into(), "s", "k", CmidData { seq: 1 }).ttl(Timestamp::from_secs(1));
+        let mut env =
+            Envelope::new("p".into(), "s", "k", CheckpointData { value: "v".into() }).ttl(Timestamp::from_secs(1));
         env.version = 1;
+        env.lsi1sk = Some("x".into());
         for slot in [
             &mut env.gsi1pk,
             &mut env.gsi1sk,
@@ -205,7 +205,15 @@ mod tests {
         let item = encode(&env).unwrap();
         let mut names: Vec<&str> = item.keys().map(String::as_str).collect();
         names.sort_unstable();
-        let mut expected = vec![keys::PK, keys::SK, keys::KIND, keys::VERSION, keys::TTL, "seq"];
+        let mut expected = vec![
+            keys::PK,
+            keys::SK,
+            keys::KIND,
+            keys::VERSION,
+            keys::TTL,
+            keys::LSI1_SK,
+            "value",
+        ];
         expected.extend(keys::INDEXES.iter().flat_map(|g| [g.pk, g.sk]));
         expected.sort_unstable();
         assert_eq!(names, expected);

@@ -11,13 +11,15 @@ use serde::de::DeserializeOwned;
 
 use super::DynamoStore;
 use super::client::classify;
-use super::item::{Item, record, s};
+use super::item::{Item, attr_str, record, s};
 use crate::storage::keys::{self, Gsi};
 use crate::storage::{Page, StoreError, clamp_limit, cursor};
 
 /// A Query, described once and run page by page.
 pub(super) struct QuerySpec {
     index: Option<Gsi>,
+    /// A local index: it can be read consistently, and its entries are read as keys.
+    local: bool,
     /// The queried partition: (attribute, value).
     partition: (&'static str, String),
     condition: String,
@@ -32,14 +34,28 @@ impl QuerySpec {
         Self::new(None, keys::PK, pk)
     }
 
-    /// All of an index partition.
+    /// All of a global index partition.
     pub fn index(gsi: Gsi, pk: String) -> Self {
         Self::new(Some(gsi), gsi.pk, pk)
+    }
+
+    /// All of a local index's entries in a table partition (its keys only).
+    pub fn local(name: &'static str, pk: String) -> Self {
+        let lsi = Gsi {
+            name,
+            pk: keys::PK,
+            sk: keys::LSI1_SK,
+        };
+        Self {
+            local: true,
+            ..Self::new(Some(lsi), keys::PK, pk)
+        }
     }
 
     fn new(index: Option<Gsi>, pk_attr: &'static str, pk: String) -> Self {
         Self {
             index,
+            local: false,
             partition: (pk_attr, pk.clone()),
             condition: "#p = :p".into(),
             names: HashMap::from([("#p".to_owned(), pk_attr.to_owned())]),
@@ -130,7 +146,7 @@ impl DynamoStore {
             .set_expression_attribute_names(Some(q.names.clone()))
             .set_expression_attribute_values(Some(q.values.clone()))
             .scan_index_forward(q.forward)
-            .consistent_read(consistent && q.index.is_none())
+            .consistent_read(consistent && (q.index.is_none() || q.local))
             .set_exclusive_start_key(start)
             .set_limit(limit)
             .send()
@@ -153,13 +169,33 @@ impl DynamoStore {
         }
     }
 
+    /// The items a query's entries stand for: a table query's items themselves;
+    /// a global index's entries are keys only (every index projects only keys),
+    /// so the items are read with one consistent BatchGetItem per 100, in the
+    /// index's order. An item deleted since its entry was read is left out.
+    async fn resolve(&self, q: &QuerySpec, entries: Vec<Item>) -> Result<Vec<Item>, StoreError> {
+        if q.index.is_none() || q.local || entries.is_empty() {
+            return Ok(entries);
+        }
+        let id = |i: &Item| (attr_string(i, keys::PK), attr_string(i, keys::SK));
+        let order: Vec<(String, String)> = entries.iter().map(id).collect();
+        let wanted = order
+            .iter()
+            .map(|(pk, sk)| super::item::key(pk.clone(), sk.clone()))
+            .collect();
+        let mut found: HashMap<(String, String), Item> =
+            self.batch_get(wanted).await?.into_iter().map(|i| (id(&i), i)).collect();
+        Ok(order.iter().filter_map(|k| found.remove(k)).collect())
+    }
+
     /// Every record of the query, decoded.
     pub(super) async fn query_records<T: DeserializeOwned>(
         &self,
         q: &QuerySpec,
         consistent: bool,
     ) -> Result<Vec<T>, StoreError> {
-        self.query_all(q, consistent)
+        let entries = self.query_all(q, consistent).await?;
+        self.resolve(q, entries)
             .await?
             .into_iter()
             .map(|i| record("Query", i))
@@ -174,10 +210,12 @@ impl DynamoStore {
         limit: u32,
     ) -> Result<Page<T>, StoreError> {
         let start = q.start_key(cursor)?;
-        let (items, lek) = self
+        let (entries, lek) = self
             .query_page(q, start, Some(clamp_limit(limit) as i32), false)
             .await?;
-        let items = items
+        let items = self
+            .resolve(q, entries)
+            .await?
             .into_iter()
             .map(|i| record("Query", i))
             .collect::<Result<_, _>>()?;
@@ -186,4 +224,8 @@ impl DynamoStore {
             next: next_cursor(lek),
         })
     }
+}
+
+fn attr_string(item: &Item, name: &str) -> String {
+    attr_str(item, name).unwrap_or_default().to_owned()
 }

@@ -51,8 +51,14 @@ impl RetentionStore for DynamoStore {
         cursor: Option<&str>,
         limit: u32,
     ) -> Result<Page<Session>, StoreError> {
-        self.sessions_before(keys::GSI2, keys::conversations_gsi2pk(site), before, cursor, limit)
-            .await
+        // GSI2 is ordered by when a conversation began, which is never after its last
+        // activity: every conversation idle since `before` began before it. Those
+        // still active are dropped from the page (its cursor still follows the index).
+        let mut page = self
+            .sessions_before(keys::GSI2, keys::conversations_gsi2pk(site), before, cursor, limit)
+            .await?;
+        page.items.retain(|s| s.last_activity_at.is_none_or(|t| t < before));
+        Ok(page)
     }
 
     async fn sessions_with_ip_before(
@@ -92,13 +98,12 @@ impl RetentionStore for DynamoStore {
             .client
             .scan()
             .table_name(&self.table)
-            .filter_expression("begins_with(#sk, :msg) OR begins_with(#sk, :cmid)")
+            .filter_expression("begins_with(#sk, :msg)")
             .projection_expression("#pk, #sk, #kind")
             .expression_attribute_names("#pk", keys::PK)
             .expression_attribute_names("#sk", keys::SK)
             .expression_attribute_names("#kind", keys::KIND)
             .expression_attribute_values(":msg", s(keys::MSG_PREFIX))
-            .expression_attribute_values(":cmid", s(keys::CMID_PREFIX))
             .set_exclusive_start_key(start)
             .limit(clamp_limit(limit) as i32)
             .send()

@@ -8,9 +8,9 @@ use crate::domain::{ConversationStatus, Principal, Session, SessionId, SiteId};
 use crate::storage::keys::{self, kind};
 use crate::storage::{ConversationStore, ErasedCounts, Page, StoreError, cursor};
 
-/// A conversation's place in activity order: its GSI2 sort key in DynamoDB.
-pub(super) fn activity_position(s: &Session) -> String {
-    keys::conversation_gsi2sk(s.last_activity_at.unwrap_or(s.created_at), &s.id)
+/// A conversation's place in a site's listing: GSI2's sort key (when it began).
+pub(super) fn conversation_position(s: &Session) -> String {
+    keys::conversation_gsi2sk(s.created_at, &s.id)
 }
 
 #[async_trait]
@@ -29,7 +29,7 @@ impl ConversationStore for MemoryStore {
             .values()
             .filter(|s| s.site_id == *site && s.is_conversation() && s.is_usable(now))
             .filter(|s| status.is_none_or(|st| s.status == st))
-            .map(|s| (activity_position(s), s.clone()))
+            .map(|s| (conversation_position(s), s.clone()))
             .collect();
         items.sort_by(|a, b| b.0.cmp(&a.0));
         page_after(&format!("conversations:{site}"), items, cursor, limit, true)
@@ -52,9 +52,8 @@ impl ConversationStore for MemoryStore {
         let before = g.messages.len();
         g.messages.retain(|(s, _), _| s != id);
         counts.add(kind::MESSAGE, (before - g.messages.len()) as u64);
-        let before = g.cmids.len();
+        // The retry index goes with the messages, as DynamoDB's LSI1 entries do.
         g.cmids.retain(|(s, _), _| s != id);
-        counts.add(kind::CLIENT_MSG_ID, (before - g.cmids.len()) as u64);
         let members: Vec<_> = g
             .members
             .iter()

@@ -36,7 +36,8 @@ struct Inner {
     agents: BTreeMap<(String, String), Agent>,
     sessions: BTreeMap<SessionId, Session>,
     messages: BTreeMap<(SessionId, u64), Message>,
-    /// (session, retry-record sort key) -> sequence number.
+    /// (session, author and `clientMsgId`) -> sequence number: the retry index
+    /// (DynamoDB's LSI1), not items of its own.
     cmids: BTreeMap<(SessionId, String), u64>,
     connections: BTreeMap<String, Connection>,
     /// (session, connection id) -> connection: a conversation's recipients.
@@ -65,13 +66,12 @@ impl Inner {
     }
 
     /// Item counts by kind, named as the DynamoDB store's `kind` attribute.
-    fn counts(&self) -> [(&'static str, usize); 11] {
+    fn counts(&self) -> [(&'static str, usize); 10] {
         [
             (kind::SITE, self.sites.len()),
             (kind::AGENT, self.agents.len()),
             (kind::SESSION, self.sessions.len()),
             (kind::MESSAGE, self.messages.len()),
-            (kind::CLIENT_MSG_ID, self.cmids.len()),
             (kind::CONNECTION, self.connections.len()),
             (kind::MEMBERSHIP, self.members.len()),
             (kind::AGENT_ONLINE, self.agents_online.len()),
@@ -147,7 +147,6 @@ impl MemoryStore {
         out.extend(g.agents.iter().map(|(k, v)| format!("{k:?} {}", json(v))));
         out.extend(g.sessions.iter().map(|(k, v)| format!("{k} {}", json(v))));
         out.extend(g.messages.iter().map(|(k, v)| format!("{k:?} {}", json(v))));
-        out.extend(g.cmids.iter().map(|(k, v)| format!("{k:?} {v}")));
         out.extend(g.connections.iter().map(|(k, v)| format!("{k} {}", json(v))));
         out.extend(g.members.iter().map(|(k, v)| format!("{k:?} {}", json(v))));
         out.extend(g.agents_online.iter().map(|(k, v)| format!("{k:?} {}", json(v))));

@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 
-use super::conversations::activity_position;
+use super::conversations::conversation_position;
 use super::{MemoryStore, page_after};
 use crate::clock::Timestamp;
 use crate::domain::{Session, SessionId, SiteId};
@@ -45,7 +45,7 @@ impl RetentionStore for MemoryStore {
         let inactive = |s: &Session| {
             s.last_activity_at
                 .is_some_and(|t| t < before)
-                .then(|| activity_position(s))
+                .then(|| conversation_position(s))
         };
         self.site_sessions_page(&format!("inactive:{site}"), site, cursor, limit, inactive)
             .await
@@ -94,12 +94,6 @@ impl RetentionStore for MemoryStore {
             .keys()
             .filter(|(sid, _)| !g.sessions.contains_key(sid))
             .map(|(sid, seq)| orphan(sid, kind::MESSAGE, keys::msg_sk(*seq)))
-            .chain(
-                g.cmids
-                    .keys()
-                    .filter(|(sid, _)| !g.sessions.contains_key(sid))
-                    .map(|(sid, sk)| orphan(sid, kind::CLIENT_MSG_ID, sk.clone())),
-            )
             .collect();
         items.sort_by(|a, b| a.0.cmp(&b.0));
         page_after("orphans", items, cursor, limit, false)
@@ -115,10 +109,12 @@ impl RetentionStore for MemoryStore {
             if g.sessions.contains_key(&sid) {
                 continue; // no longer an orphan
             }
-            let removed = match keys::msg_seq(&o.sk) {
-                Some(seq) => g.messages.remove(&(sid, seq)).is_some(),
-                None => g.cmids.remove(&(sid, o.sk.clone())).is_some(),
+            let Some(seq) = keys::msg_seq(&o.sk) else {
+                continue;
             };
+            let removed = g.messages.remove(&(sid.clone(), seq)).is_some();
+            // Its retry index entry goes with it, as DynamoDB's LSI1 entry does.
+            g.cmids.retain(|(s, _), v| !(*s == sid && *v == seq));
             n += u64::from(removed);
         }
         Ok(n)
